@@ -1,0 +1,263 @@
+/**
+ * The local-directory provider: the embedded default, needing no cloud account.
+ *
+ * Each object is one file at <root>/<key>. Its metadata travels inside the file, in a small
+ * header before the payload, so that an object and its checksum appear together in one atomic
+ * rename: there is never a data file without its metadata, or metadata for other data.
+ * Writes go to a temporary file beside the target, are fsynced, renamed (or hard-linked for
+ * create-if-absent, which fails atomically when the name exists), and the directory is fsynced.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, rename, stat, unlink, access, constants, type FileHandle } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import {
+  StoreError, assertValidKey, assertValidMetadata,
+  type GetOptions, type GetResult, type ListPage, type ObjectInfo, type ObjectMetadata, type ObjectStore,
+  type PutBody, type PutOptions, type StoreCapabilities,
+} from '../object-store.ts';
+import { toStoreError } from './errors.ts';
+
+/** File signature of a local object: "CBOBJ", a NUL, format 1, newline. */
+const MAGIC = Buffer.from('CBOBJ\x00\x01\n', 'latin1');
+const HEADER_FIXED = MAGIC.length + 4; // magic + uint32 metadata length
+const TEMP_PREFIX = '.cbtmp-';
+const DEFAULT_PAGE = 1000;
+
+/** An object store in a directory of this machine. */
+export class LocalObjectStore implements ObjectStore {
+  readonly capabilities: StoreCapabilities = { atomicCreateIfAbsent: true, maxDeleteBatch: 1000 };
+  readonly url: string;
+  readonly #root: string;
+  #rootChecked = false;
+
+  constructor(url: string) {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'file:' || (parsed.host !== '' && parsed.host !== 'localhost')) {
+      throw new StoreError('invalid', `${url}: the local provider takes file:///absolute/path`, { target: url });
+    }
+    this.url = url;
+    this.#root = fileURLToPath(parsed).replace(/\/+$/, '') || '/';
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
+    assertValidKey(key);
+    assertLocalKey(key);
+    assertValidMetadata(options.metadata);
+    const path = this.#path(key);
+    const dir = dirname(path);
+    const temp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
+    try {
+      await this.#ensureRoot();
+      await this.#makeDirs(dir);
+      if (options.ifAbsent && (await exists(path))) throw alreadyExists(key);
+      const header = encodeHeader(options.metadata ?? {});
+      const handle = await open(temp, 'wx', 0o640);
+      try {
+        await handle.write(header, 0, header.length, 0);
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+      // The stream owns the handle from here: flush fsyncs before it closes.
+      const sink = handle.createWriteStream({ start: header.length, flush: true });
+      const source = typeof body === 'function' ? body() : Readable.from([body]);
+      await pipeline(source, sink, options.signal ? { signal: options.signal } : {});
+      if (options.ifAbsent) {
+        try {
+          await link(temp, path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists(key);
+          throw err;
+        }
+        await unlink(temp);
+      } else {
+        await rename(temp, path);
+      }
+      await syncDir(dir);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw toStoreError(err, key);
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<GetResult> {
+    assertValidKey(key);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(this.#path(key), 'r');
+      const { metadata, offset, size, mtime } = await readHeader(handle, key);
+      const start = Math.min(options.range?.start ?? 0, size);
+      const end = Math.min(options.range?.end ?? size, size);
+      const body = end > start
+        ? createReadStream('', { fd: handle, start: offset + start, end: offset + end - 1, autoClose: true })
+        : (await handle.close(), Readable.from([]));
+      handle = undefined;
+      return { info: { key, size, lastModified: mtime, metadata }, body };
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      throw toStoreError(err, key);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    assertValidKey(key);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(this.#path(key), 'r');
+      const { metadata, size, mtime } = await readHeader(handle, key);
+      return { key, size, lastModified: mtime, metadata };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
+      throw toStoreError(err, key);
+    } finally {
+      await handle?.close().catch(() => undefined);
+    }
+  }
+
+  async list(prefix: string, options: { pageToken?: string; pageSize?: number } = {}): Promise<ListPage> {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE;
+    const slash = prefix.lastIndexOf('/');
+    const base = slash >= 0 ? prefix.slice(0, slash) : '';
+    const keys: string[] = [];
+    await this.#walk(base, prefix, keys);
+    keys.sort();
+    const after = options.pageToken;
+    const from = after === undefined ? 0 : keys.findIndex((k) => k > after);
+    const slice = from < 0 ? [] : keys.slice(from, from + pageSize);
+    const infos = await Promise.all(slice.map((key) => this.head(key)));
+    const items = infos.filter((i): i is ObjectInfo => i !== undefined);
+    const more = from >= 0 && from + pageSize < keys.length;
+    const last = slice[slice.length - 1];
+    return more && last !== undefined ? { items, nextPageToken: last } : { items };
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (const key of keys) assertValidKey(key);
+    await Promise.all(keys.map(async (key) => {
+      try {
+        await unlink(this.#path(key));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw toStoreError(err, key);
+      }
+    }));
+    const dirs = new Set(keys.map((k) => dirname(this.#path(k))));
+    await Promise.all([...dirs].map((d) => syncDir(d).catch(() => undefined)));
+  }
+
+  async checkAccess(): Promise<void> {
+    try {
+      const s = await stat(this.#root);
+      if (!s.isDirectory()) throw new StoreError('container-not-found', `${this.#root} is not a directory`, { target: this.url });
+      await access(this.#root, constants.R_OK | constants.W_OK | constants.X_OK);
+    } catch (err) {
+      const e = toStoreError(err, this.url);
+      if (e.kind === 'not-found') throw new StoreError('container-not-found', `directory ${this.#root} does not exist`, { target: this.url, cause: err });
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /** The root is the bucket: it must exist (we never create it, so a typo cannot start a new archive). */
+  async #ensureRoot(): Promise<void> {
+    if (this.#rootChecked) return;
+    await this.checkAccess();
+    this.#rootChecked = true;
+  }
+
+  #path(key: string): string {
+    return join(this.#root, ...key.split('/'));
+  }
+
+  /** mkdir -p, then fsync the parent of every directory it created, so new names survive a crash. */
+  async #makeDirs(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true, mode: 0o750 });
+    if (first === undefined) return;
+    for (let d = dir; d.length >= first.length; d = dirname(d)) {
+      await syncDir(dirname(d));
+      if (d === first) break;
+    }
+  }
+
+  async #walk(relDir: string, prefix: string, out: string[]): Promise<void> {
+    const abs = relDir === '' ? this.#root : this.#path(relDir);
+    let entries;
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw toStoreError(err, relDir || this.url);
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith(TEMP_PREFIX)) continue;
+      const key = relDir === '' ? entry.name : `${relDir}/${entry.name}`;
+      if (entry.isDirectory()) {
+        // Descend only where keys below could still match the prefix.
+        const asDir = `${key}/`;
+        if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) await this.#walk(key, prefix, out);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        out.push(key);
+      }
+    }
+  }
+}
+
+function assertLocalKey(key: string): void {
+  if (key.split('/').some((s) => s.startsWith(TEMP_PREFIX))) {
+    throw new StoreError('invalid', `object key ${JSON.stringify(key)} uses the reserved prefix ${TEMP_PREFIX}`, { target: key });
+  }
+  if (key.includes(sep) && sep !== '/') throw new StoreError('invalid', `invalid object key ${JSON.stringify(key)}`, { target: key });
+}
+
+function alreadyExists(key: string): StoreError {
+  return new StoreError('already-exists', `${key} already exists`, { target: key });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+function encodeHeader(metadata: ObjectMetadata): Buffer {
+  const json = Buffer.from(JSON.stringify(metadata), 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  return Buffer.concat([MAGIC, len, json]);
+}
+
+async function readHeader(handle: FileHandle, key: string): Promise<{ metadata: ObjectMetadata; offset: number; size: number; mtime: Date }> {
+  const s = await handle.stat();
+  if (!s.isFile()) throw new StoreError('not-found', `${key} is not an object`, { target: key });
+  const fixed = Buffer.alloc(HEADER_FIXED);
+  const { bytesRead } = await handle.read(fixed, 0, HEADER_FIXED, 0);
+  if (bytesRead < HEADER_FIXED || !fixed.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new StoreError('failed', `${key} is not a cloudbarman object (bad header): corrupt or written by another tool`, { target: key });
+  }
+  const len = fixed.readUInt32BE(MAGIC.length);
+  if (HEADER_FIXED + len > s.size) throw new StoreError('failed', `${key} has a truncated header`, { target: key });
+  const json = Buffer.alloc(len);
+  await handle.read(json, 0, len, HEADER_FIXED);
+  let metadata: ObjectMetadata;
+  try {
+    metadata = JSON.parse(json.toString('utf8')) as ObjectMetadata;
+  } catch (err) {
+    throw new StoreError('failed', `${key} has a corrupt metadata header`, { target: key, cause: err });
+  }
+  const offset = HEADER_FIXED + len;
+  return { metadata, offset, size: s.size - offset, mtime: s.mtime };
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

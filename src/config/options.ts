@@ -1,0 +1,187 @@
+/**
+ * The one option table. Each row drives a config-file key, an environment variable
+ * (CLOUDBARMAN_<NAME>), a command-line flag, its help text and its validation. Names are
+ * Barman's wherever Barman has the option, so that a Barman user's server section reads the same.
+ */
+
+/** How an option's text is parsed and validated (see values.ts). */
+export type OptionType =
+  | 'string'
+  | 'int'
+  | 'bool'
+  | 'enum'
+  | 'size'
+  | 'seconds'
+  | 'conninfo'
+  | 'url'
+  | 'path'
+  | 'cron'
+  | 'retention'
+  | 'list';
+
+/** One configurable setting. */
+export interface OptionSpec {
+  /** snake_case config key; Barman's name where Barman has the option. */
+  name: string;
+  type: OptionType;
+  /** The allowed words of an 'enum'. */
+  values?: readonly string[];
+  /** Default as config text, parsed like any other value. Absent: no value, or derived (see load.ts). */
+  default?: string;
+  /** One line for --help. */
+  description: string;
+  /** Never shown in messages or output (connection strings may hold a password). */
+  secret?: boolean;
+  /** false = config file and environment only, no command-line flag. */
+  flag?: boolean;
+  /** The flag's spelling when it is not the kebab-case name (Barman's --jobs for parallel_jobs). */
+  longFlag?: string;
+  /** 'server' = not allowed in [cloudbarman] (it cannot be shared); 'global' = only there. Absent: both. */
+  applies?: 'server' | 'global';
+  /** Inclusive bounds: the number for 'int', seconds for 'seconds', bytes for 'size'. */
+  min?: number;
+  max?: number;
+  /** URL schemes a 'url' accepts, with the colon ("s3:"); "file:" also admits a bare absolute path. */
+  schemes?: readonly string[];
+  /** Extra check on a 'string': returns the problem ("is too long"), or undefined when fine. */
+  check?: (value: string) => string | undefined;
+}
+
+const PROVIDERS = ['aws', 'azure', 'gcp', 'local'] as const;
+const MiB = 1024 * 1024;
+
+const TABLE = [
+  // --- the server
+  { name: 'description', type: 'string', flag: false, applies: 'server', description: 'a human-readable description of the server' },
+  { name: 'conninfo', type: 'conninfo', secret: true, applies: 'server', description: 'libpq connection string for SQL access to the server' },
+  {
+    name: 'streaming_conninfo',
+    type: 'conninfo',
+    secret: true,
+    applies: 'server',
+    description: 'libpq connection string for the replication protocol (default: conninfo, as in Barman)',
+  },
+  { name: 'pgdata', type: 'path', applies: 'server', description: 'the data directory, for backup_method local' },
+
+  // --- where backups go
+  { name: 'provider', type: 'enum', values: PROVIDERS, description: 'object store: aws, azure, gcp or local (default: from the destination scheme)' },
+  {
+    name: 'destination',
+    type: 'url',
+    schemes: ['s3:', 'azure:', 'gs:', 'file:'],
+    description: 'where backups and WAL go: s3://bucket/prefix, azure://container/prefix, gs://bucket/prefix, file:///path',
+  },
+  { name: 'endpoint_url', type: 'url', schemes: ['http:', 'https:'], description: 'custom endpoint for S3-compatible stores and emulators' },
+  {
+    name: 's3_force_path_style',
+    type: 'bool',
+    description: 'S3 path-style addressing, bucket in the path (default: on when endpoint_url is set)',
+  },
+  { name: 'aws_region', type: 'string', description: 'AWS region (store and snapshots)' },
+  { name: 'aws_profile', type: 'string', description: 'AWS shared-config profile' },
+  { name: 'azure_subscription_id', type: 'string', description: 'Azure subscription, for snapshots' },
+  { name: 'azure_resource_group', type: 'string', description: 'Azure resource group, for snapshots' },
+
+  // --- backups
+  {
+    name: 'backup_method',
+    type: 'enum',
+    values: ['local', 'postgres', 'snapshot'],
+    default: 'local',
+    longFlag: 'method',
+    description: 'local (read pgdata on this host), postgres (stream over streaming_conninfo) or snapshot (cloud volume snapshots)',
+  },
+  {
+    name: 'compression',
+    type: 'enum',
+    values: ['none', 'gzip', 'zstd'],
+    default: 'zstd',
+    description: "WAL compression (Barman's option name for it): none, gzip or zstd",
+  },
+  {
+    name: 'backup_compression',
+    type: 'enum',
+    values: ['none', 'gzip', 'lz4', 'zstd'],
+    description: 'base backup compression: none, gzip, lz4 or zstd (default: the WAL compression)',
+  },
+  {
+    name: 'parallel_jobs',
+    type: 'int',
+    min: 1,
+    default: '2',
+    longFlag: 'jobs',
+    description: "files read, compressed and uploaded at once by backup and restore (Barman's parallel_jobs)",
+  },
+  { name: 'part_size', type: 'size', min: 5 * MiB, max: 5 * 1024 * MiB, default: '64MiB', description: 'size of each uploaded part, 5MiB to 5GiB' },
+  { name: 'upload_concurrency', type: 'int', min: 1, default: '4', description: 'parts of one object uploaded at once' },
+
+  // --- retention
+  { name: 'retention_policy', type: 'retention', description: 'REDUNDANCY n, or RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS' },
+  { name: 'wal_retention_policy', type: 'enum', values: ['main'], default: 'main', flag: false, description: 'WAL retention: main (follows retention_policy; the only value, as in Barman)' },
+  { name: 'retention_policy_mode', type: 'enum', values: ['auto'], default: 'auto', flag: false, description: 'auto: cron applies retention_policy (the only value, as in Barman)' },
+  { name: 'minimum_redundancy', type: 'int', min: 0, default: '0', description: 'backups that retention never deletes, whatever the policy' },
+
+  // --- streaming WAL
+  {
+    name: 'slot_name',
+    type: 'string',
+    check: (v: string) => (/^[a-z0-9_]{1,63}$/.test(v) ? undefined : 'is not a replication slot name (lower-case letters, digits and _, at most 63)'),
+    description: 'replication slot for receive-wal',
+  },
+  { name: 'streaming_archiver', type: 'bool', default: 'off', description: 'stream WAL with receive-wal (run by daemon)' },
+  { name: 'streaming_archiver_name', type: 'string', default: 'cloudbarman_receive_wal', description: 'application_name of the WAL streaming connection' },
+  { name: 'streaming_backup_name', type: 'string', default: 'cloudbarman_streaming_backup', description: 'application_name of the backup_method postgres connection' },
+
+  // --- scheduling
+  { name: 'backup_schedule', type: 'cron', flag: false, description: 'when cron/daemon take a backup: 5-field cron, e.g. 0 3 * * *' },
+
+  // --- snapshots
+  { name: 'snapshot_provider', type: 'enum', values: PROVIDERS, description: 'cloud whose volume snapshots backup_method snapshot takes' },
+  { name: 'snapshot_instance', type: 'string', applies: 'server', description: 'VM (instance) the disks are attached to' },
+  { name: 'snapshot_disks', type: 'list', applies: 'server', description: 'comma-separated disks to snapshot (local: directories, each its own mount point)' },
+  { name: 'snapshot_zone', type: 'string', description: 'zone of the instance and disks' },
+  { name: 'snapshot_gcp_project', type: 'string', description: 'Google Cloud project of the instance' },
+
+  // --- time limits
+  { name: 'retry_timeout', type: 'seconds', min: 0, default: '30', description: 'how long a store operation keeps retrying' },
+  { name: 'connect_timeout', type: 'seconds', min: 1, default: '10', description: 'time allowed to open a connection' },
+  { name: 'request_timeout', type: 'seconds', min: 1, default: '120', description: 'time a request may sit idle before it is abandoned' },
+] as const satisfies readonly OptionSpec[];
+
+/** The name of an option in the table. */
+export type OptionName = (typeof TABLE)[number]['name'];
+
+/** Every option, in the order --help lists them. */
+export const OPTIONS: readonly OptionSpec[] = TABLE;
+
+const BY_NAME: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((spec) => [spec.name, spec]));
+
+/** The option called `name`, if there is one. */
+export function findOption(name: string): OptionSpec | undefined {
+  return BY_NAME.get(name);
+}
+
+/** The option's command-line flag: endpoint_url -> "--endpoint-url", parallel_jobs -> "--jobs". */
+export function flagName(name: string): string {
+  return `--${BY_NAME.get(name)?.longFlag ?? name.replaceAll('_', '-')}`;
+}
+
+/** The option's environment variable: endpoint_url -> "CLOUDBARMAN_ENDPOINT_URL". */
+export function envName(name: string): string {
+  return `${ENV_PREFIX}${name.toUpperCase()}`;
+}
+
+/** Every environment variable cloudbarman reads starts with this. */
+export const ENV_PREFIX = 'CLOUDBARMAN_';
+
+/** CLOUDBARMAN_ variables that are not options, so the typo check leaves them alone. */
+export const NON_OPTION_ENV_VARS: ReadonlySet<string> = new Set(['CLOUDBARMAN_CONFIG']);
+
+/** The section holding defaults for every server. */
+export const DEFAULTS_SECTION = 'cloudbarman';
+
+/**
+ * Barman's global section. It is skipped, not rejected, so that a barman.conf can be reused
+ * as is: its [barman] options (barman_home, log_file, ...) configure Barman itself, not a server.
+ */
+export const BARMAN_SECTION = 'barman';

@@ -1,0 +1,139 @@
+/**
+ * archive_command: stores one WAL file durably, never overwriting archived data.
+ *
+ * The same name with the same content (by SHA-256 of the uncompressed bytes, kept in the
+ * object's metadata) is a success: PostgreSQL retries archive_command after a crash, so a
+ * segment may arrive twice. Different content under the same name is an integrity error
+ * and the archived object is left as it was.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { ObjectStore } from '../../../providers/object-store.ts';
+import { isStoreError, listAll } from '../../../providers/object-store.ts';
+import { compressBuffer, compressStream, type Compression } from '../../io/compression.ts';
+import { parseWalFileName } from '../../pg/wal-names.ts';
+import { CloudbarmanError, badInput } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { storeFailure } from '../store/store-failure.ts';
+import { WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
+import { readWalObject } from './wal-read.ts';
+
+/** Files up to this size are compressed in memory; larger ones (big wal_segment_size) stream. */
+const IN_MEMORY_LIMIT = 64 * 1024 * 1024;
+
+export interface WalUploadRequest {
+  store: ObjectStore;
+  server: string;
+  /** The %p path PostgreSQL passes (relative to the data directory, or absolute). */
+  walPath: string;
+  compression: Compression;
+  log: Logger;
+}
+
+export interface WalUploadResult {
+  name: string;
+  key: string;
+  status: 'uploaded' | 'already-archived';
+  sizeBytes: number;
+  storedBytes: number;
+}
+
+/** Archives one WAL file; resolves only once it is durably stored. */
+export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult> {
+  const name = basename(req.walPath);
+  const wal = parseWalFileName(name);
+  if (wal === undefined) {
+    throw badInput(`${req.walPath}: "${name}" is not a WAL file name`, 'wal-upload takes the %p path of a segment, .partial, .backup or .history file');
+  }
+  const info = await stat(req.walPath).catch((err: NodeJS.ErrnoException) => {
+    throw new CloudbarmanError(err.code === 'ENOENT' ? 'bad-input' : 'failed', `cannot read ${req.walPath}: ${err.code ?? err.message}`, {
+      hint: 'archive_command runs in the data directory; pass %p as it is', cause: err,
+    });
+  });
+  const baseKey = walBaseKey(req.server, wal);
+  const key = walKey(req.server, wal, req.compression);
+  const where = `${req.store.url} ${key}`;
+
+  const content = info.size <= IN_MEMORY_LIMIT ? await readWhole(req.walPath, info.size) : undefined;
+  const sha256 = content ? createHash('sha256').update(content).digest('hex') : await hashFile(req.walPath);
+
+  try {
+    const existing = await findExisting(req.store, baseKey);
+    if (existing !== undefined) return await compareExisting(req, existing, sha256, info.size, name);
+
+    const metadata = {
+      [WAL_META.sha256]: sha256,
+      [WAL_META.size]: String(info.size),
+      [WAL_META.compression]: req.compression,
+      [WAL_META.format]: WAL_FORMAT_VERSION,
+    };
+    let storedBytes: number;
+    if (content) {
+      const body = await compressBuffer(content, req.compression);
+      storedBytes = body.length;
+      await req.store.put(key, body, { metadata, ifAbsent: true, contentLength: body.length });
+    } else {
+      await req.store.put(key, () => createReadStream(req.walPath).pipe(compressStream(req.compression)), { metadata, ifAbsent: true });
+      storedBytes = (await req.store.head(key))?.size ?? 0;
+    }
+    req.log.debug(`archived ${name} to ${where} (${info.size} bytes, ${storedBytes} stored)`);
+    return { name, key, status: 'uploaded', sizeBytes: info.size, storedBytes };
+  } catch (err) {
+    // Someone stored this name between our check and our put (or our own earlier attempt did).
+    if (isStoreError(err, 'already-exists')) {
+      const existing = await findExisting(req.store, baseKey).catch((e: unknown) => { throw storeFailure(e, `archiving ${name}`, where); });
+      if (existing !== undefined) return compareExisting(req, existing, sha256, info.size, name);
+    }
+    throw storeFailure(err, `archiving ${name}`, where);
+  }
+}
+
+async function compareExisting(req: WalUploadRequest, existingKey: string, sha256: string, size: number, name: string): Promise<WalUploadResult> {
+  const where = `${req.store.url} ${existingKey}`;
+  const head = await req.store.head(existingKey);
+  let archivedSha = head?.metadata?.[WAL_META.sha256];
+  if (archivedSha === undefined) {
+    // Written by another tool or without metadata: compare by content.
+    archivedSha = (await readWalObject(req.store, existingKey)).sha256;
+  }
+  if (archivedSha !== sha256) {
+    throw new CloudbarmanError('integrity', `${name} is already archived at ${where} with different content (archived sha256 ${archivedSha.slice(0, 12)}…, local ${sha256.slice(0, 12)}…); nothing was overwritten`, {
+      hint: 'two clusters may be archiving to the same server name, or the archive belongs to another cluster: check destination and server name',
+    });
+  }
+  req.log.notice(`${name} is already archived with identical content at ${where}`);
+  return { name, key: existingKey, status: 'already-archived', sizeBytes: size, storedBytes: head?.size ?? 0 };
+}
+
+/** The key of an archived variant of this WAL file (any codec), if there is one. */
+export async function findExisting(store: ObjectStore, baseKey: string): Promise<string | undefined> {
+  for await (const item of listAll(store, baseKey)) {
+    if (isWalVariant(baseKey, item.key)) return item.key;
+  }
+  return undefined;
+}
+
+async function readWhole(path: string, size: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(size);
+    let off = 0;
+    while (off < size) {
+      const { bytesRead } = await handle.read(buf, off, size - off, off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    if (off !== size) throw new CloudbarmanError('failed', `${path} changed size while being read (${off} of ${size} bytes)`);
+    return buf;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
