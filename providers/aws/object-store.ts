@@ -10,7 +10,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
-import { PassThrough, Readable, Transform } from 'node:stream';
+import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { assertValidKey, assertValidMetadata, StoreError } from '../object-store.ts';
 import type {
   GetOptions,
@@ -43,8 +43,8 @@ export interface S3ObjectStoreOptions {
 }
 
 /**
- * ObjectStore on S3. Create-if-absent is atomic (If-None-Match: *). An error from a put's body
- * stream is rethrown as is: it belongs to the caller's source, not to the store.
+ * ObjectStore on S3. Create-if-absent is atomic (If-None-Match: *). An error raised by a put's
+ * body stream is rethrown as is: it belongs to the caller's source, not to the store.
  */
 export class S3ObjectStore implements ObjectStore {
   readonly capabilities: StoreCapabilities = { atomicCreateIfAbsent: true, maxDeleteBatch: S3_MAX_BATCH };
@@ -86,10 +86,17 @@ export class S3ObjectStore implements ObjectStore {
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
       throw new StoreError('invalid', `contentLength ${length} for ${target} is not a byte count`, { target });
     }
-    if (length !== undefined && length <= this.#partSize) {
-      await this.#putStream(params, body(), length, target, options.signal);
-    } else {
-      await this.#upload(params, body(), length, target, options.signal);
+    const { stream, failure } = sendableBody(body(), length, target);
+    try {
+      if (length !== undefined && length <= this.#partSize) {
+        await this.#putStream(params, stream, length, options.signal);
+      } else {
+        await this.#upload(params, stream, options.signal);
+      }
+    } catch (err) {
+      throw failure() ?? toStoreError(err, target);
+    } finally {
+      stream.destroy();
     }
   }
 
@@ -244,63 +251,58 @@ export class S3ObjectStore implements ObjectStore {
     return { info, body: Readable.from([]) };
   }
 
-  /** One PutObject with a stream of known length; a failing source aborts the request. */
-  async #putStream(params: PutObjectCommandInput, source: Readable, length: number, target: string, signal: AbortSignal | undefined): Promise<void> {
+  /** One PutObject with a stream of known length: no part buffering, one request. */
+  async #putStream(params: PutObjectCommandInput, body: Readable, length: number, signal: AbortSignal | undefined): Promise<void> {
+    // The HTTP handler pipe()s the body, which does not forward errors: without this abort, a failed
+    // body would leave the request waiting for bytes until the idle timeout.
     const abort = new AbortController();
-    const checked = source.pipe(exactLength(length, target));
-    let sourceError: unknown;
-    const onSourceError = (err: unknown): void => {
-      sourceError ??= err;
-      abort.abort();
-    };
-    // pipe() does not forward errors: without this, a failed source would leave the request waiting for bytes.
-    source.once('error', onSourceError);
-    checked.once('error', onSourceError);
-    try {
-      await this.#client.send(
-        new PutObjectCommand({ ...params, Body: checked, ContentLength: length }),
-        sendOptions(signal === undefined ? abort.signal : AbortSignal.any([abort.signal, signal])),
-      );
-    } catch (err) {
-      if (sourceError !== undefined) throw sourceError;
-      throw toStoreError(err, target);
-    } finally {
-      source.destroy();
-    }
-    if (sourceError !== undefined) throw sourceError;
+    body.once('error', () => abort.abort());
+    await this.#client.send(
+      new PutObjectCommand({ ...params, Body: body, ContentLength: length }),
+      sendOptions(signal === undefined ? abort.signal : AbortSignal.any([abort.signal, signal])),
+    );
   }
 
-  /** A multipart upload (or one PutObject for a short stream) with a bounded number of parts in memory. */
-  async #upload(params: PutObjectCommandInput, source: Readable, length: number | undefined, target: string, signal: AbortSignal | undefined): Promise<void> {
+  /** A multipart upload (or one PutObject for a short stream) with at most `concurrency` parts in memory. */
+  async #upload(params: PutObjectCommandInput, body: Readable, signal: AbortSignal | undefined): Promise<void> {
     // Loaded here so that WAL uploads, which send bytes, never load lib-storage.
     const { Upload } = await import('@aws-sdk/lib-storage');
+    // A body error is not linked to this controller: lib-storage sees it through its own read
+    // loop and aborts the multipart upload before done() settles, whereas an abort would settle
+    // done() at once and leave the cleanup running in the background.
     const abort = new AbortController();
     const onAbort = (): void => abort.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    let sourceError: unknown;
-    source.once('error', (err: unknown) => {
-      sourceError ??= err;
-    });
+    if (signal?.aborted === true) abort.abort();
     const upload = new Upload({
       client: this.#client,
-      params: { ...params, Body: source, ...(length === undefined ? {} : { ContentLength: length }) },
+      params: { ...params, Body: body },
       partSize: this.#partSize,
       queueSize: this.#concurrency,
-      // Parts of a failed upload are aborted, so nothing partial stays billable or visible.
+      // The parts of a failed upload are deleted, so nothing partial stays billable or visible.
       leavePartsOnError: false,
       abortController: abort,
     });
     try {
-      if (signal?.aborted === true) abort.abort();
       await upload.done();
-    } catch (err) {
-      if (sourceError !== undefined) throw sourceError;
-      throw toStoreError(err, target);
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      source.destroy();
     }
   }
+}
+
+/**
+ * The caller's body as sent: checked against the declared length when there is one. `failure`
+ * is the first error the body raised; it is the caller's (a file that vanished, say), so put
+ * rethrows it as is rather than as a store error.
+ */
+function sendableBody(source: Readable, length: number | undefined, target: string): { stream: Readable; failure: () => unknown } {
+  const stream = length === undefined ? source : pipeline(source, exactLength(length, target), () => undefined);
+  let failure: unknown;
+  stream.once('error', (err: unknown) => {
+    failure ??= err;
+  });
+  return { stream, failure: () => failure };
 }
 
 /** The SDK's per-call options: only the abort signal, when there is one. */
