@@ -17,7 +17,7 @@ await build({
   sourcemap: 'linked',
   minifySyntax: true,
   legalComments: 'none',
-  external: ['pg-native'],
+  external: ['pg-native', 'lz4-napi'],
   // Bundled CommonJS dependencies call require(); give ESM output a real one.
   banner: { js: "import { createRequire as __cbCreateRequire } from 'node:module'; const require = __cbCreateRequire(import.meta.url);" },
   logLevel: 'warning',

@@ -112,7 +112,7 @@ const TABLE = [
     longFlag: 'jobs',
     description: "files read, compressed and uploaded at once by backup and restore (Barman's parallel_jobs)",
   },
-  { name: 'part_size', type: 'size', min: 5 * MiB, max: 5 * 1024 * MiB, default: '64MiB', description: 'size of each uploaded part, 5MiB to 5GiB' },
+  { name: 'part_size', type: 'size', min: 5 * MiB, max: 5 * 1024 * MiB, default: '32MiB', description: 'size of each backup data part and of each multipart upload part, 5MiB to 5GiB; backup memory is about jobs x 2 x part_size' },
   { name: 'upload_concurrency', type: 'int', min: 1, default: '4', description: 'parts of one object uploaded at once' },
 
   // --- retention

@@ -90,7 +90,7 @@ describe('loadServerConfig: the seed example', () => {
       compression: 'zstd',
       backupCompression: 'zstd',
       parallelJobs: 2,
-      partSizeBytes: 64 * 1024 * 1024,
+      partSizeBytes: 32 * 1024 * 1024,
       uploadConcurrency: 4,
       retentionPolicy: { kind: 'recovery-window', count: 7, unit: 'days' },
       walRetentionPolicy: 'main',

@@ -35,7 +35,7 @@ describe('the option table', () => {
       minimum_redundancy: '0',
       streaming_archiver: 'off',
       parallel_jobs: '2',
-      part_size: '64MiB',
+      part_size: '32MiB',
       upload_concurrency: '4',
       retry_timeout: '30',
       connect_timeout: '10',
