@@ -2,7 +2,7 @@
  * Compression codecs on Node's built-in zlib (gzip, zstd). Each codec has the object-name
  * extension it adds, so a reader can tell an object's codec from its name as well as its metadata.
  */
-import { constants, createGunzip, createGzip, createZstdCompress, createZstdDecompress, gzip, zstdCompress } from 'node:zlib';
+import { constants, createGunzip, createGzip, createZstdCompress, createZstdDecompress, gunzipSync, gzip, zstdCompress, zstdDecompressSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { PassThrough, type Transform } from 'node:stream';
 
@@ -27,6 +27,15 @@ export async function compressBuffer(data: Buffer, codec: Compression): Promise<
     case 'none': return data;
     case 'gzip': return gzipAsync(data, { level: GZIP_LEVEL });
     case 'zstd': return zstdAsync(data, { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+  }
+}
+
+/** Decompresses a whole buffer (small objects: manifests, catalog entries). */
+export function decompressBuffer(data: Buffer, codec: Compression): Buffer {
+  switch (codec) {
+    case 'none': return data;
+    case 'gzip': return gunzipSync(data);
+    case 'zstd': return zstdDecompressSync(data);
   }
 }
 
