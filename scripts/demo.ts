@@ -40,11 +40,11 @@ try {
   await copyBaseBackup(primary, copy);
 
   say('writing 50,000 more rows and switching WAL segments');
+  let last = '';
   for (let i = 0; i < 5; i++) {
     await primary.query(`INSERT INTO orders (id, note) SELECT g, 'after the copy, round ${i}' FROM generate_series(${2000 + i * 10000}, ${2000 + i * 10000 + 9999}) g`);
-    await switchWal(primary);
+    last = await switchWal(primary);
   }
-  const last = await switchWal(primary);
   await waitForArchived(primary, last, 60_000);
   const archiver = (await primary.query<{ archived_count: string; failed_count: string }>('SELECT archived_count, failed_count FROM pg_stat_archiver'))[0];
   process.stdout.write(`pg_stat_archiver: ${archiver?.archived_count} files archived, ${archiver?.failed_count} failures\n`);

@@ -9,6 +9,9 @@ import { EXIT_CODE_DOC } from './exit-codes.ts';
 import { createOutput, reportFailure, type Output, type OutputFormat, type Verbosity } from './output.ts';
 import { registerWalUpload } from './commands/wal-upload.ts';
 import { registerWalRestore } from './commands/wal-restore.ts';
+import { registerList } from './commands/list.ts';
+import { registerShow } from './commands/show.ts';
+import { registerDelete } from './commands/delete.ts';
 
 declare const CLOUDBARMAN_VERSION: string | undefined;
 
@@ -53,6 +56,9 @@ export async function runCli(argv: string[]): Promise<number> {
 
   registerWalUpload(program, run);
   registerWalRestore(program, run);
+  registerList(program, run);
+  registerShow(program, run);
+  registerDelete(program, run);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

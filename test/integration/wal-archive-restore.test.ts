@@ -88,6 +88,8 @@ for (const version of PG_VERSIONS) {
           await primary.query(`INSERT INTO marks SELECT g, repeat(md5(g::text), 20) FROM generate_series(${2000 + round * 5000}, ${2000 + round * 5000 + 4999}) g`);
           await switchWal(primary);
         }
+        // Write again before the last switch: pg_switch_wal() with nothing new is a no-op.
+        await primary.query("INSERT INTO marks VALUES (-1, 'last')");
         const expected = await count(primary);
         const last = await switchWal(primary);
         await waitForArchived(primary, last, 60_000);

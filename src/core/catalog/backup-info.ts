@@ -7,7 +7,8 @@
 /** Object format of backup.json and the manifest; readers reject versions they do not know. */
 export const BACKUP_FORMAT_VERSION = 1;
 
-export type BackupStatus = 'STARTED' | 'DONE' | 'FAILED';
+/** DELETING: a delete has begun; the entry goes last, so an interrupted delete stays visible and never looks DONE. */
+export type BackupStatus = 'STARTED' | 'DONE' | 'FAILED' | 'DELETING';
 export type BackupMethod = 'local' | 'postgres' | 'snapshot';
 export type BackupCompression = 'none' | 'gzip' | 'lz4' | 'zstd';
 
