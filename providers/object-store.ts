@@ -36,6 +36,12 @@ export interface PutOptions {
   ifAbsent?: boolean;
   /** The body's length when known; lets a provider choose a single request over multipart. */
   contentLength?: number;
+  /**
+   * SHA-256 (hex) of the body's bytes as sent, when the caller already has it. A provider may use
+   * it instead of hashing the body again (S3 signs it as the payload hash, and S3 then rejects a
+   * body that does not match it). MUST be right when given.
+   */
+  contentSha256?: string;
   signal?: AbortSignal;
 }
 

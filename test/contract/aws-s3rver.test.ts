@@ -151,6 +151,34 @@ describe('S3 provider specifics (s3rver)', () => {
     );
   });
 
+  it('contentSha256 is signed as the payload hash instead of hashing the body again', async () => {
+    const seen: string[] = [];
+    const client = createS3Client(options(endpoint(), `s3://${BUCKET}`));
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+        if (context.commandName === 'PutObjectCommand') seen.push(headers['x-amz-content-sha256'] ?? '');
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'recordPayloadHash', priority: 'low' },
+    );
+    const store = new S3ObjectStore({ client, bucket: BUCKET, keyPrefix: 'payload-hash/', partSizeBytes: 5 * 1024 * 1024, concurrency: 2 });
+    stores.push(store);
+    const body = Buffer.from('payload whose hash the caller knows');
+    const { createHash } = await import('node:crypto');
+    const sha = createHash('sha256').update(body).digest('hex');
+    await store.put('known', body, { contentSha256: sha });
+    await store.put('unknown', body);
+    assert.deepEqual(seen, [sha, sha], 'the given hash, and the SDK\'s own, agree and are both signed');
+    // Proof that the given hash is the one signed (not recomputed): a marker value goes out as is.
+    // Real S3 would reject this body (XAmzContentSHA256Mismatch); s3rver does not check it.
+    await store.put('marker', body, { contentSha256: 'f'.repeat(64) });
+    assert.equal(seen[2], 'f'.repeat(64));
+    const { body: read } = await store.get('known');
+    const { buffer } = await import('node:stream/consumers');
+    assert.ok((await buffer(read)).equals(body));
+  });
+
   it('a wrong secret key is access-denied', (t) => {
     // Real S3 answers SignatureDoesNotMatch (403), which errors.ts maps to access-denied.
     t.skip('s3rver does not verify SigV4 signatures: it checks only that the access key id exists');

@@ -57,10 +57,16 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
   const where = `${req.store.url} ${key}`;
 
   const content = info.size <= IN_MEMORY_LIMIT ? await readWhole(req.walPath, info.size) : undefined;
+  // Overlap the three slow steps: compression runs on the thread pool and the listing on the
+  // network while this thread hashes. A compressed body that turns out unneeded is dropped.
+  const compressed = content ? compressBuffer(content, req.compression) : undefined;
+  compressed?.catch(() => undefined);
+  const existingLookup = findExisting(req.store, baseKey);
+  existingLookup.catch(() => undefined);
   const sha256 = content ? createHash('sha256').update(content).digest('hex') : await hashFile(req.walPath);
 
   try {
-    const existing = await findExisting(req.store, baseKey);
+    const existing = await existingLookup;
     if (existing !== undefined) return await compareExisting(req, existing, sha256, info.size, name);
 
     const metadata = {
@@ -70,10 +76,12 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
       [WAL_META.format]: WAL_FORMAT_VERSION,
     };
     let storedBytes: number;
-    if (content) {
-      const body = await compressBuffer(content, req.compression);
+    if (compressed) {
+      const body = await compressed;
       storedBytes = body.length;
-      await req.store.put(key, body, { metadata, ifAbsent: true, contentLength: body.length });
+      // Uncompressed, the body is the file: its hash is already known.
+      const contentSha256 = req.compression === 'none' ? sha256 : undefined;
+      await req.store.put(key, body, { metadata, ifAbsent: true, contentLength: body.length, ...(contentSha256 === undefined ? {} : { contentSha256 }) });
     } else {
       await req.store.put(key, () => createReadStream(req.walPath).pipe(compressStream(req.compression)), { metadata, ifAbsent: true });
       storedBytes = (await req.store.head(key))?.size ?? 0;
