@@ -1,9 +1,13 @@
 // Bundles the CLI into dist/ with esbuild: one entry file plus lazily loaded chunks
 // (each provider's SDK is its own chunk, so wal-upload to S3 never loads Azure or GCS).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 
-rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
+// Build beside dist/ and swap it in, so that a CLI started during a rebuild never finds dist/ missing.
+const root = new URL('..', import.meta.url).pathname;
+const next = `${root}dist.next-${process.pid}`;
+const old = `${root}dist.old-${process.pid}`;
+rmSync(next, { recursive: true, force: true });
 await build({
   entryPoints: { cloudbarman: 'src/cli/main.ts' },
   bundle: true,
@@ -11,14 +15,22 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node22',
-  outdir: 'dist',
+  outdir: next,
   outExtension: { '.js': '.mjs' },
   chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
   minifySyntax: true,
   legalComments: 'none',
-  external: ['pg-native', 'lz4-napi'],
+  external: ['pg-native'],
   // Bundled CommonJS dependencies call require(); give ESM output a real one.
   banner: { js: "import { createRequire as __cbCreateRequire } from 'node:module'; const require = __cbCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+
+try {
+  renameSync(`${root}dist`, old);
+} catch (err) {
+  if (err.code !== 'ENOENT') throw err;
+}
+renameSync(next, `${root}dist`);
+rmSync(old, { recursive: true, force: true });

@@ -9,9 +9,11 @@ import { EXIT_CODE_DOC } from './exit-codes.ts';
 import { createOutput, reportFailure, type Output, type OutputFormat, type Verbosity } from './output.ts';
 import { registerWalUpload } from './commands/wal-upload.ts';
 import { registerWalRestore } from './commands/wal-restore.ts';
+import { registerBackup } from './commands/backup.ts';
 import { registerList } from './commands/list.ts';
 import { registerShow } from './commands/show.ts';
 import { registerDelete } from './commands/delete.ts';
+import { registerRestore } from './commands/restore.ts';
 
 declare const CLOUDBARMAN_VERSION: string | undefined;
 
@@ -54,11 +56,11 @@ export async function runCli(argv: string[]): Promise<number> {
     }
   };
 
-  registerWalUpload(program, run);
-  registerWalRestore(program, run);
-  registerList(program, run);
-  registerShow(program, run);
-  registerDelete(program, run);
+  // Only the command being run is built: archive_command pays for one command's flags, not all.
+  const chosen = commandNameIn(argv);
+  for (const [name, register] of COMMANDS) {
+    if (chosen === undefined || chosen === name) register(program, run);
+  }
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -71,6 +73,28 @@ export async function runCli(argv: string[]): Promise<number> {
     return reportFailure({ format: 'text', verbosity: 'normal', command: 'cli' }, err instanceof CloudbarmanError ? err : err);
   }
   return exitCode;
+}
+
+/** Every command, in the order --help lists them. */
+const COMMANDS: ReadonlyArray<readonly [string, Register]> = [
+  ['backup', registerBackup],
+  ['list', registerList],
+  ['show', registerShow],
+  ['delete', registerDelete],
+  ['restore', registerRestore],
+  ['wal-upload', registerWalUpload],
+  ['wal-restore', registerWalRestore],
+];
+
+/** The command named in argv, skipping global options and their values; undefined when none is. */
+export function commandNameIn(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '-c' || arg === '--config' || arg === '--format') { i++; continue; }
+    if (arg.startsWith('-')) continue;
+    return COMMANDS.some(([name]) => name === arg) ? arg : undefined;
+  }
+  return undefined;
 }
 
 /** How a command file registers itself: `run(name, action)` wraps its action. */

@@ -109,6 +109,7 @@ export interface ServerConfig {
   retryTimeoutMs: number;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  walArchiveTimeoutMs: number;
   /** Where each value came from, by option name, for show-config and errors. Unset options have no entry. */
   origins: Record<string, Origin>;
   /** The same in detail: "/etc/cloudbarman.conf:12 [pg1]", "CLOUDBARMAN_PROVIDER", "--provider", "default". */
@@ -154,6 +155,7 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   retry_timeout: 'retryTimeoutMs',
   connect_timeout: 'connectTimeoutMs',
   request_timeout: 'requestTimeoutMs',
+  wal_archive_timeout: 'walArchiveTimeoutMs',
 };
 
 /** The config file used when neither -c nor CLOUDBARMAN_CONFIG names one. */
@@ -489,6 +491,7 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     retryTimeoutMs: num('retry_timeout'),
     connectTimeoutMs: num('connect_timeout'),
     requestTimeoutMs: num('request_timeout'),
+    walArchiveTimeoutMs: num('wal_archive_timeout'),
     origins,
     locations,
     configFile,

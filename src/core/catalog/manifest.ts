@@ -9,7 +9,12 @@
  */
 import type { BackupCompression } from './backup-info.ts';
 
-/** One byte range of a file, stored contiguously inside one part. */
+/**
+ * One byte range of a file, stored contiguously inside one part. A file's chunks, in fileOffset
+ * order, are contiguous from 0 to its size. A file that shrank while it was read ends early;
+ * where a chunk other than its last came up short, the rest of that chunk is stored as zeros,
+ * as pg_basebackup pads such a file (zero pages are valid; WAL replay truncates the file again).
+ */
 export interface ChunkRef {
   /** Part number (index into Manifest.parts). */
   part: number;
@@ -31,12 +36,21 @@ export interface ManifestFile {
   mode: number;
   /** Modification time, ISO 8601. */
   mtime: string;
-  /** SHA-256 of the whole file as backed up. */
-  sha256: string;
+  /**
+   * SHA-256 of the whole file as backed up, for a file stored in at most one chunk (then equal
+   * to that chunk's sha256; for an empty file, the SHA-256 of nothing). Absent for a file split
+   * across parts: its chunks' sha256 already cover every byte, and a second whole-file pass over
+   * the large relation files that hold most of a database would cost more CPU than compression.
+   */
+  sha256?: string;
   chunks: ChunkRef[];
 }
 
 export interface ManifestDirectory {
+  /**
+   * Relative to the data directory. A tablespace appears as pg_tblspc/<oid> (a symlink on the
+   * source, to the location in BackupInfo.tablespaces and tablespace_map) and its subdirectories.
+   */
   path: string;
   mode: number;
 }

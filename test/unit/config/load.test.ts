@@ -104,6 +104,7 @@ describe('loadServerConfig: the seed example', () => {
       retryTimeoutMs: 30_000,
       connectTimeoutMs: 10_000,
       requestTimeoutMs: 120_000,
+      walArchiveTimeoutMs: 300_000,
       configFile: path,
     });
     assert.equal(origins.minimum_redundancy, 'file');
@@ -137,6 +138,7 @@ snapshot_gcp_project = proj
 retry_timeout = 5min
 connect_timeout = 3s
 request_timeout = 1h
+wal_archive_timeout = 10min
 `);
     for (const spec of OPTIONS) {
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
@@ -146,6 +148,7 @@ request_timeout = 1h
     assert.equal(cfg.partSizeBytes, 16 * 1024 * 1024);
     assert.equal(cfg.retryTimeoutMs, 300_000);
     assert.equal(cfg.requestTimeoutMs, 3_600_000);
+    assert.equal(cfg.walArchiveTimeoutMs, 600_000);
     assert.deepEqual(cfg.snapshotDisks, ['d1', 'd2']);
     assert.equal(cfg.s3ForcePathStyle, false);
     assert.equal(cfg.backupCompression, 'lz4');

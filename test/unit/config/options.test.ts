@@ -18,7 +18,7 @@ describe('the option table', () => {
       'backup_schedule', 'snapshot_provider', 'snapshot_instance', 'snapshot_disks', 'snapshot_zone',
       'snapshot_gcp_project', 'aws_region', 'aws_profile', 'azure_subscription_id', 'azure_resource_group',
       'endpoint_url', 's3_force_path_style', 'parallel_jobs', 'part_size', 'upload_concurrency', 'retry_timeout',
-      'connect_timeout', 'request_timeout',
+      'connect_timeout', 'request_timeout', 'wal_archive_timeout',
     ];
     const missing = required.filter((name) => findOption(name) === undefined);
     assert.deepEqual(missing, []);
@@ -40,6 +40,7 @@ describe('the option table', () => {
       retry_timeout: '30',
       connect_timeout: '10',
       request_timeout: '120',
+      wal_archive_timeout: '300',
     };
     for (const [name, value] of Object.entries(expected)) assert.equal(findOption(name)?.default, value, name);
     assert.deepEqual(findOption('provider')?.values, ['aws', 'azure', 'gcp', 'local']);

@@ -1,0 +1,139 @@
+/** `backup SERVER`: a base backup. Maps options to takeBackup, shows progress, prints the result. */
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Register } from '../program.ts';
+import type { Output } from '../output.ts';
+import { BACKUP_FLAG_RENAMES, addConfigFlags, configFlagsFrom } from '../config-flags.ts';
+import { CloudbarmanError, badInput } from '../../core/errors.ts';
+import type { BackupInfo } from '../../core/catalog/backup-info.ts';
+import type { BackupProgress } from '../../core/backup/take-backup.ts';
+import type { ServerConfig } from '../../config/load.ts';
+import { envName, flagName } from '../../config/options.ts';
+
+export const registerBackup: Register = (program, run) => {
+  addConfigFlags(program.command('backup')
+    .summary('take a base backup')
+    .description('Take a base backup of SERVER into its destination: the data directory (pgdata) read on this host ' +
+      'between pg_backup_start and pg_backup_stop, in compressed parts uploaded --jobs at a time, pg_control last. ' +
+      'The backup is DONE only once the WAL it needs is archived (wal_archive_timeout). An interrupted or failed ' +
+      'backup is marked FAILED, and one killed outright stays STARTED: neither is ever used as a backup.')
+    .argument('<server>', 'server name: a [section] of the config file')
+    .option('--name <name>', 'label of the backup (pg_backup_start\'s label; default "cloudbarman <id>")'), BACKUP_FLAG_RENAMES)
+    .action(run('backup', async (output: Output, ...args: unknown[]) => {
+      const [server, opts] = args as [string, Record<string, unknown>];
+      const globals = { ...program.opts(), ...opts };
+      const [{ loadServerConfig }, { openStore }, { takeBackup }] = await Promise.all([
+        import('../../config/load.ts'), import('../context.ts'), import('../../core/backup/take-backup.ts'),
+      ]);
+      const cfg = await loadServerConfig(server, {
+        ...(typeof globals['config'] === 'string' ? { configPath: globals['config'] } : {}),
+        env: process.env,
+        flags: configFlagsFrom(globals, BACKUP_FLAG_RENAMES),
+        flagRenames: BACKUP_FLAG_RENAMES,
+      });
+      const { conninfo, pgdata } = requireLocalSettings(cfg);
+
+      const interrupt = new AbortController();
+      const onSignal = (signal: NodeJS.Signals): void => {
+        output.log.warn(`${signal} received: stopping; the backup will be marked FAILED`);
+        interrupt.abort(new CloudbarmanError('failed', `the backup was interrupted by ${signal}`, { hint: 'run it again' }));
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const progress = progressReporter(output);
+      const store = await openStore(cfg, output.log);
+      const started = performance.now();
+      try {
+        const info = await takeBackup({
+          store, server: cfg.server, conninfo, pgdata,
+          compression: cfg.backupCompression, jobs: cfg.parallelJobs, partSize: cfg.partSizeBytes,
+          ...(typeof opts['name'] === 'string' ? { name: opts['name'] } : {}),
+          walArchiveTimeoutMs: cfg.walArchiveTimeoutMs, connectTimeoutMs: cfg.connectTimeoutMs,
+          hostname: hostname(), cloudbarmanVersion: program.version() ?? '0.1.0',
+          clock: { now: () => new Date(), sleep: async (ms, signal) => { await sleep(ms, undefined, signal === undefined ? {} : { signal }); } },
+          log: output.log, signal: interrupt.signal, onProgress: progress.update,
+        });
+        progress.finish();
+        output.result(info, summary(info, (performance.now() - started) / 1000));
+      } finally {
+        progress.finish();
+        process.removeListener('SIGINT', onSignal);
+        process.removeListener('SIGTERM', onSignal);
+        await store.close();
+      }
+    }));
+};
+
+/** backup_method local needs to connect and to read the data directory; anything else is not built yet. */
+function requireLocalSettings(cfg: ServerConfig): { conninfo: string; pgdata: string } {
+  const inFile = (line: string): string => (cfg.configFile === undefined ? '' : `, or "${line}" in [${cfg.server}] of ${cfg.configFile}`);
+  if (cfg.backupMethod !== 'local') {
+    throw badInput(`backup_method ${cfg.backupMethod} is not supported yet (${cfg.locations['backup_method'] ?? 'default'})`,
+      `use backup_method local (${flagName('backup_method')} local) on the database host`);
+  }
+  if (cfg.conninfo === undefined) {
+    throw badInput(`backup of ${cfg.server} needs conninfo to reach PostgreSQL`,
+      `give ${flagName('conninfo')} 'host=... user=... dbname=...', ${envName('conninfo')}${inFile('conninfo = ...')}`);
+  }
+  if (cfg.pgdata === undefined) {
+    throw badInput(`backup_method local of ${cfg.server} needs pgdata, the data directory to read`,
+      `give ${flagName('pgdata')} DIR, ${envName('pgdata')}${inFile('pgdata = DIR')}`);
+  }
+  return { conninfo: cfg.conninfo, pgdata: cfg.pgdata };
+}
+
+function summary(info: BackupInfo, seconds: number): string[] {
+  return [
+    `backup ${info.id} ${info.status}`,
+    `  server ${info.server}, PostgreSQL ${info.pg_version ?? '?'}, timeline ${info.timeline ?? '?'}`,
+    `  LSN ${info.begin_lsn ?? '?'} .. ${info.end_lsn ?? '?'} (WAL ${info.begin_wal ?? '?'} .. ${info.end_wal ?? '?'})`,
+    `  ${info.file_count} files, ${humanBytes(info.size_bytes)} read, ${humanBytes(info.stored_bytes)} stored (${info.compression}) in ${info.part_count} parts, ${seconds.toFixed(1)} s`,
+  ];
+}
+
+function humanBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} bytes` : `${value.toFixed(1)} ${units[unit] ?? ''}`;
+}
+
+// Plain lines, when stderr is not a terminal, come at most this often.
+const PLAIN_INTERVAL_MS = 10_000;
+
+/** A bar on a terminal (bytes, rate, ETA); plain log lines otherwise; nothing with -q. */
+function progressReporter(output: Output): { update: (p: BackupProgress) => void; finish: () => void } {
+  const tty = process.stderr.isTTY && output.verbosity !== 'quiet' && output.format === 'text';
+  const started = performance.now();
+  let lastPlain = started;
+  let drawn = false;
+  const describe = (p: BackupProgress): string => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? p.bytesDone / seconds : 0;
+    const eta = rate > 0 ? Math.max(0, (p.bytesTotal - p.bytesDone) / rate) : undefined;
+    const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
+    return `${pct}% ${humanBytes(p.bytesDone)} of ${humanBytes(p.bytesTotal)}, part ${p.partsDone}/${p.partsTotal}, ${humanBytes(rate)}/s` +
+      (eta === undefined ? '' : `, ETA ${Math.ceil(eta)} s`);
+  };
+  return {
+    update(p) {
+      if (tty) {
+        const width = 24;
+        const filled = p.bytesTotal > 0 ? Math.round((width * p.bytesDone) / p.bytesTotal) : width;
+        process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${describe(p)}\x1b[K`);
+        drawn = true;
+      } else if (performance.now() - lastPlain >= PLAIN_INTERVAL_MS || p.partsDone === p.partsTotal) {
+        lastPlain = performance.now();
+        output.log.info(`progress: ${describe(p)}`);
+      }
+    },
+    finish() {
+      if (drawn) process.stderr.write('\n');
+      drawn = false;
+    },
+  };
+}
