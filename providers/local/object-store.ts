@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, unlink, access, constants, type FileHandle } from 'node:fs/promises';
+import { chown, link, mkdir, open, readdir, rename, stat, unlink, access, constants, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -33,6 +33,8 @@ export class LocalObjectStore implements ObjectStore {
   readonly url: string;
   readonly #root: string;
   #rootChecked = false;
+  /** Set when running as root in a directory someone else owns: new files and folders get that owner. */
+  #owner: { uid: number; gid: number } | undefined;
 
   constructor(url: string) {
     const parsed = new URL(url);
@@ -56,6 +58,7 @@ export class LocalObjectStore implements ObjectStore {
       if (options.ifAbsent && (await exists(path))) throw alreadyExists(key);
       const header = encodeHeader(options.metadata ?? {});
       const handle = await open(temp, 'wx', 0o640);
+      if (this.#owner) await handle.chown(this.#owner.uid, this.#owner.gid);
       try {
         await handle.write(header, 0, header.length, 0);
       } catch (err) {
@@ -168,6 +171,12 @@ export class LocalObjectStore implements ObjectStore {
   async #ensureRoot(): Promise<void> {
     if (this.#rootChecked) return;
     await this.checkAccess();
+    // root writing into the postgres user's archive (a backup run as root, say) must not leave
+    // folders that archive_command, running as postgres, can no longer write into.
+    if (process.getuid?.() === 0) {
+      const s = await stat(this.#root);
+      if (s.uid !== 0) this.#owner = { uid: s.uid, gid: s.gid };
+    }
     this.#rootChecked = true;
   }
 
@@ -180,10 +189,12 @@ export class LocalObjectStore implements ObjectStore {
     const first = await mkdir(dir, { recursive: true, mode: 0o750 });
     if (first === undefined) return;
     for (let d = dir; d.length >= first.length; d = dirname(d)) {
+      if (this.#owner) await chown(d, this.#owner.uid, this.#owner.gid);
       await syncDir(dirname(d));
       if (d === first) break;
     }
   }
+
 
   async #walk(relDir: string, prefix: string, out: string[]): Promise<void> {
     const abs = relDir === '' ? this.#root : this.#path(relDir);
