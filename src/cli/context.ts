@@ -6,17 +6,18 @@ import type { ObjectStore } from '../../providers/object-store.ts';
 import { openObjectStore } from '../../providers/registry.ts';
 import { withRetries } from '../../providers/retrying-store.ts';
 import { loadServerConfig, toStoreOptions, type ServerConfig } from '../config/load.ts';
-import { configFlagsFrom } from './config-flags.ts';
+import { configFlagsFrom, type FlagRenames } from './config-flags.ts';
 import { storeFailure } from '../core/store/store-failure.ts';
 import type { Logger } from '../core/log.ts';
 
-/** Resolves SERVER's config from -c/env/flags. */
-export async function loadConfig(server: string, opts: Record<string, unknown>): Promise<ServerConfig> {
+/** Resolves SERVER's config from -c/env/flags; renames: the command's own flag spellings (backup --compression). */
+export async function loadConfig(server: string, opts: Record<string, unknown>, renames: FlagRenames = {}): Promise<ServerConfig> {
   const configPath = typeof opts['config'] === 'string' ? opts['config'] : undefined;
   return loadServerConfig(server, {
     ...(configPath === undefined ? {} : { configPath }),
     env: process.env,
-    flags: configFlagsFrom(opts),
+    flags: configFlagsFrom(opts, renames),
+    flagRenames: renames,
   });
 }
 

@@ -1,9 +1,10 @@
 /** `backup SERVER`: a base backup. Maps options to takeBackup, shows progress, prints the result. */
 import { hostname } from 'node:os';
+import { formatBytes } from '../format.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
-import { BACKUP_FLAG_RENAMES, addConfigFlags, configFlagsFrom } from '../config-flags.ts';
+import { BACKUP_FLAG_RENAMES, addConfigFlags } from '../config-flags.ts';
 import { CloudbarmanError, badInput } from '../../core/errors.ts';
 import type { BackupInfo } from '../../core/catalog/backup-info.ts';
 import type { BackupProgress } from '../../core/backup/take-backup.ts';
@@ -22,15 +23,10 @@ export const registerBackup: Register = (program, run) => {
     .action(run('backup', async (output: Output, ...args: unknown[]) => {
       const [server, opts] = args as [string, Record<string, unknown>];
       const globals = { ...program.opts(), ...opts };
-      const [{ loadServerConfig }, { openStore }, { takeBackup }] = await Promise.all([
-        import('../../config/load.ts'), import('../context.ts'), import('../../core/backup/take-backup.ts'),
+      const [{ loadConfig, openStore }, { takeBackup }] = await Promise.all([
+        import('../context.ts'), import('../../core/backup/take-backup.ts'),
       ]);
-      const cfg = await loadServerConfig(server, {
-        ...(typeof globals['config'] === 'string' ? { configPath: globals['config'] } : {}),
-        env: process.env,
-        flags: configFlagsFrom(globals, BACKUP_FLAG_RENAMES),
-        flagRenames: BACKUP_FLAG_RENAMES,
-      });
+      const cfg = await loadConfig(server, globals, BACKUP_FLAG_RENAMES);
       const { conninfo, pgdata } = requireLocalSettings(cfg);
 
       const interrupt = new AbortController();
@@ -87,19 +83,8 @@ function summary(info: BackupInfo, seconds: number): string[] {
     `backup ${info.id} ${info.status}`,
     `  server ${info.server}, PostgreSQL ${info.pg_version ?? '?'}, timeline ${info.timeline ?? '?'}`,
     `  LSN ${info.begin_lsn ?? '?'} .. ${info.end_lsn ?? '?'} (WAL ${info.begin_wal ?? '?'} .. ${info.end_wal ?? '?'})`,
-    `  ${info.file_count} files, ${humanBytes(info.size_bytes)} read, ${humanBytes(info.stored_bytes)} stored (${info.compression}) in ${info.part_count} parts, ${seconds.toFixed(1)} s`,
+    `  ${info.file_count} files, ${formatBytes(info.size_bytes)} read, ${formatBytes(info.stored_bytes)} stored (${info.compression}) in ${info.part_count} parts, ${seconds.toFixed(1)} s`,
   ];
-}
-
-function humanBytes(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${n} bytes` : `${value.toFixed(1)} ${units[unit] ?? ''}`;
 }
 
 // Plain lines, when stderr is not a terminal, come at most this often.
@@ -116,7 +101,7 @@ function progressReporter(output: Output): { update: (p: BackupProgress) => void
     const rate = seconds > 0 ? p.bytesDone / seconds : 0;
     const eta = rate > 0 ? Math.max(0, (p.bytesTotal - p.bytesDone) / rate) : undefined;
     const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
-    return `${pct}% ${humanBytes(p.bytesDone)} of ${humanBytes(p.bytesTotal)}, part ${p.partsDone}/${p.partsTotal}, ${humanBytes(rate)}/s` +
+    return `${pct}% ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}, part ${p.partsDone}/${p.partsTotal}, ${formatBytes(rate)}/s` +
       (eta === undefined ? '' : `, ETA ${Math.ceil(eta)} s`);
   };
   return {
