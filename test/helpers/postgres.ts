@@ -26,6 +26,8 @@ import pg from 'pg';
 import type { ClientConfig } from 'pg';
 import { freePort } from './ports.ts';
 import { makeTempDir, removeTempDir } from './tmp.ts';
+// The same exclusions as cloudbarman backup (basebackup.c's): runtime state that must not be restored.
+import { EXCLUDED_DIRECTORY_CONTENTS, isExcludedName } from '../../src/core/backup/exclusions.ts';
 
 /** Major versions the harness can start; each integration suite runs on all of them. */
 export type PgVersion = 15 | 16 | 17 | 18;
@@ -608,8 +610,6 @@ export async function waitForArchived(cluster: Cluster, walFile: string, timeout
   );
 }
 
-// What pg_basebackup leaves out (basebackup.c): runtime state that must not be restored.
-const EXCLUDED_DIR_CONTENTS = new Set(['pg_wal', 'pg_stat_tmp', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans']);
 const EXCLUDED_FILES = new Set([
   'postmaster.pid',
   'postmaster.opts',
@@ -703,14 +703,14 @@ async function copyTree(src: string, dst: string, rel: string): Promise<void> {
     const from = join(src, name);
     const to = join(dst, name);
     const relPath = rel === '' ? name : `${rel}/${name}`;
-    if (EXCLUDED_FILES.has(name) || name.startsWith('pg_internal.init') || name.startsWith('pgsql_tmp')) continue;
+    if (isExcludedName(name)) continue;
     if (rel === 'pg_tblspc') continue; // copied separately, relocated
     if (entry.isDirectory() || (rel === '' && name === 'pg_wal' && entry.isSymbolicLink())) {
       const st = await stat(from).catch((err: unknown) => (isVanished(err) ? undefined : Promise.reject(err)));
       if (st === undefined) continue;
       await mkdir(to, { mode: st.mode & 0o7777 });
       await chownToPgUser(to);
-      if (!(rel === '' && EXCLUDED_DIR_CONTENTS.has(name))) await copyTree(from, to, relPath);
+      if (!(rel === '' && EXCLUDED_DIRECTORY_CONTENTS.has(name))) await copyTree(from, to, relPath);
     } else if (entry.isFile()) {
       try {
         await copyFile(from, to);
