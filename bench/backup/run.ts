@@ -20,7 +20,7 @@ import { ensurePeers } from '../lib/apt.ts';
 import { describeFailure, onCleanup, run, runCleanups } from '../lib/proc.ts';
 import { startS3rver } from '../lib/s3rver.ts';
 import type { S3rverHandle } from '../lib/s3rver.ts';
-import { fmtRatio, markdownTable, median } from '../lib/stats.ts';
+import { fmtRatio, markdownTable, median, shuffled } from '../lib/stats.ts';
 import { copyAccounts, du, loadPgbench, loadRandom, measureSizes, RANDOM_TABLE, settle } from './dataset.ts';
 import type { DatasetSizes } from './dataset.ts';
 import { describeMeasurement, killInFlight, measure } from './measure.ts';
@@ -160,23 +160,6 @@ const log = (m: string): void => {
   process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${m}\n`);
 };
 
-/** A deterministic shuffle (mulberry32), so each round runs the tools in a different order. */
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const rnd = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
-}
 
 const mb = (b: number | null | undefined): string => (b === null || b === undefined || !Number.isFinite(b) ? '—' : (b / MiB).toFixed(0));
 const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? '—' : (ms / 1000).toFixed(2));

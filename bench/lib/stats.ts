@@ -34,3 +34,25 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
   const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(sep), ...rows.map(line)].join('\n');
 }
+
+/** A deterministic shuffle (mulberry32), so each round runs the tools in a different order. */
+export function shuffled<T>(items: readonly T[], seed: number): T[] {
+  let s = seed >>> 0;
+  const rnd = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    const ai = a[i];
+    const aj = a[j];
+    if (ai === undefined || aj === undefined) continue;
+    a[i] = aj;
+    a[j] = ai;
+  }
+  return a;
+}

@@ -19,7 +19,7 @@ import type { Cluster } from '../lib/postgres.ts';
 import { describeFailure, onCleanup, run, runCleanups, runOk, sleep } from '../lib/proc.ts';
 import { selfSignedCert, startS3rver } from '../lib/s3rver.ts';
 import type { S3rverHandle } from '../lib/s3rver.ts';
-import { fmtMs, fmtRatio, markdownTable, median, percentile } from '../lib/stats.ts';
+import { fmtMs, fmtRatio, markdownTable, median, percentile, shuffled } from '../lib/stats.ts';
 import { generateSegments, SEGMENT_BYTES, WAL_NAME } from './segments.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -106,23 +106,6 @@ const log = (m: string): void => {
 };
 const T0 = performance.now();
 
-/** A deterministic shuffle (mulberry32), so each round runs the tools in a different order. */
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const rnd = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
-}
 
 /** Per segment name, the largest stored file whose name contains it (s3rver: object files only). */
 function storedSizes(dir: string, names: ReadonlySet<string>): Map<string, number> {
