@@ -610,16 +610,6 @@ export async function waitForArchived(cluster: Cluster, walFile: string, timeout
   );
 }
 
-const EXCLUDED_FILES = new Set([
-  'postmaster.pid',
-  'postmaster.opts',
-  'postgresql.auto.conf.tmp',
-  'current_logfiles.tmp',
-  'backup_label',
-  'tablespace_map',
-  'backup_manifest',
-]);
-
 /** Copies a running cluster's data directory as a base backup using the non-exclusive low-level API
  *  (pg_backup_start/pg_backup_stop on one session; 15+ names), excluding pg_wal contents, postmaster.pid/opts,
  *  and writing backup_label (+ tablespace_map if non-empty) into the copy; returns the stop LSN and the copy's path.
