@@ -15,6 +15,23 @@ export interface StoreOptions {
     /** Path-style addressing (bucket in the path); the default when endpointUrl is set. */
     forcePathStyle?: boolean;
   };
+  azure?: {
+    /** Storage account; otherwise AZURE_STORAGE_ACCOUNT or the connection string's. */
+    account?: string;
+    /** The Entra ID credential used when no connection string, account key or SAS token is in the environment. */
+    credential: 'default' | 'azure-cli' | 'managed-identity';
+    encryptionScope?: string;
+    accessTier?: 'Hot' | 'Cool' | 'Cold';
+  };
+  gcp?: {
+    /** Service-account key file; otherwise GOOGLE_APPLICATION_CREDENTIALS, then Application Default Credentials. */
+    keyFile?: string;
+    /** CMEK: the Cloud KMS key name for new objects. */
+    kmsKeyName?: string;
+    storageClass?: 'STANDARD' | 'NEARLINE' | 'COLDLINE' | 'ARCHIVE';
+  };
+  /** Tags set on every new object (providers that support object tags). */
+  tags?: Record<string, string>;
   /** Bounded memory for large uploads: partSizeBytes × concurrency bytes in flight at most. */
   multipart: { partSizeBytes: number; concurrency: number };
   /** Time allowed to open a connection. */

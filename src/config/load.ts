@@ -35,6 +35,7 @@ import {
   parseRetentionPolicy,
   parseSeconds,
   parseSize,
+  parseTags,
   parseUrl,
   parseWholeNumber,
 } from './values.ts';
@@ -62,6 +63,8 @@ export type Origin = 'flag' | 'env' | 'file' | 'default';
 export type BackupMethod = 'local' | 'postgres' | 'snapshot';
 /** WAL compression (Barman's `compression`). */
 export type WalCompression = 'none' | 'gzip' | 'zstd';
+/** The Entra ID credential for Azure when the environment holds no key (Barman's azure_credential). */
+export type AzureCredentialName = 'default' | 'azure-cli' | 'managed-identity';
 /** Base backup compression. */
 export type BackupCompression = 'none' | 'gzip' | 'lz4' | 'zstd';
 
@@ -84,6 +87,15 @@ export interface ServerConfig {
   awsProfile?: string;
   azureSubscriptionId?: string;
   azureResourceGroup?: string;
+  azureStorageAccount?: string;
+  azureCredential: AzureCredentialName;
+  azureEncryptionScope?: string;
+  azureAccessTier?: 'Hot' | 'Cool' | 'Cold';
+  gcpKeyFile?: string;
+  gcpKmsKeyName?: string;
+  gcpStorageClass?: 'STANDARD' | 'NEARLINE' | 'COLDLINE' | 'ARCHIVE';
+  /** key=value,... as written; toStoreOptions parses it (values.ts parseTags). */
+  tags?: string;
   backupMethod: BackupMethod;
   compression: WalCompression;
   /** Defaults to the WAL compression. */
@@ -132,6 +144,14 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   aws_profile: 'awsProfile',
   azure_subscription_id: 'azureSubscriptionId',
   azure_resource_group: 'azureResourceGroup',
+  azure_storage_account: 'azureStorageAccount',
+  azure_credential: 'azureCredential',
+  azure_encryption_scope: 'azureEncryptionScope',
+  azure_access_tier: 'azureAccessTier',
+  gcp_key_file: 'gcpKeyFile',
+  gcp_kms_key_name: 'gcpKmsKeyName',
+  gcp_storage_class: 'gcpStorageClass',
+  tags: 'tags',
   backup_method: 'backupMethod',
   compression: 'compression',
   backup_compression: 'backupCompression',
@@ -227,10 +247,23 @@ export function toStoreOptions(cfg: ServerConfig): StoreOptions {
     requestTimeoutMs: cfg.requestTimeoutMs,
   };
   if (cfg.endpointUrl !== undefined) options.endpointUrl = cfg.endpointUrl;
+  if (cfg.tags !== undefined) options.tags = parseTags(cfg.tags).value ?? {};
   if (cfg.provider === 'aws') {
     options.aws = { forcePathStyle: cfg.s3ForcePathStyle };
     if (cfg.awsRegion !== undefined) options.aws.region = cfg.awsRegion;
     if (cfg.awsProfile !== undefined) options.aws.profile = cfg.awsProfile;
+  }
+  if (cfg.provider === 'azure') {
+    options.azure = { credential: cfg.azureCredential };
+    if (cfg.azureStorageAccount !== undefined) options.azure.account = cfg.azureStorageAccount;
+    if (cfg.azureEncryptionScope !== undefined) options.azure.encryptionScope = cfg.azureEncryptionScope;
+    if (cfg.azureAccessTier !== undefined) options.azure.accessTier = cfg.azureAccessTier;
+  }
+  if (cfg.provider === 'gcp') {
+    options.gcp = {};
+    if (cfg.gcpKeyFile !== undefined) options.gcp.keyFile = cfg.gcpKeyFile;
+    if (cfg.gcpKmsKeyName !== undefined) options.gcp.kmsKeyName = cfg.gcpKmsKeyName;
+    if (cfg.gcpStorageClass !== undefined) options.gcp.storageClass = cfg.gcpStorageClass;
   }
   return options;
 }
@@ -468,6 +501,14 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     awsProfile: str('aws_profile'),
     azureSubscriptionId: str('azure_subscription_id'),
     azureResourceGroup: str('azure_resource_group'),
+    azureStorageAccount: str('azure_storage_account'),
+    azureCredential: required('azure_credential') as AzureCredentialName,
+    azureEncryptionScope: str('azure_encryption_scope'),
+    azureAccessTier: str('azure_access_tier') as ServerConfig['azureAccessTier'],
+    gcpKeyFile: str('gcp_key_file'),
+    gcpKmsKeyName: str('gcp_kms_key_name'),
+    gcpStorageClass: str('gcp_storage_class') as ServerConfig['gcpStorageClass'],
+    tags: str('tags'),
     backupMethod: required('backup_method') as BackupMethod,
     compression: required('compression') as WalCompression,
     backupCompression: required('backup_compression') as BackupCompression,

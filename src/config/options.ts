@@ -4,6 +4,8 @@
  * Barman's wherever Barman has the option, so that a Barman user's server section reads the same.
  */
 
+import { parseTags } from './values.ts';
+
 /** How an option's text is parsed and validated (see values.ts). */
 export type OptionType =
   | 'string'
@@ -81,6 +83,35 @@ const TABLE = [
   { name: 'aws_profile', type: 'string', description: 'AWS shared-config profile' },
   { name: 'azure_subscription_id', type: 'string', description: 'Azure subscription, for snapshots' },
   { name: 'azure_resource_group', type: 'string', description: 'Azure resource group, for snapshots' },
+  {
+    name: 'azure_storage_account',
+    type: 'string',
+    check: (v: string) => (/^[a-z0-9]{3,24}$/.test(v) ? undefined : 'is not a storage account name (3 to 24 lower-case letters and digits)'),
+    description: 'Azure storage account of azure:// destinations (default: AZURE_STORAGE_ACCOUNT, or the account of AZURE_STORAGE_CONNECTION_STRING)',
+  },
+  {
+    name: 'azure_credential',
+    type: 'enum',
+    values: ['default', 'azure-cli', 'managed-identity'],
+    default: 'default',
+    description: "Entra ID credential used when no connection string, account key or SAS token is set (Barman's name): default (DefaultAzureCredential), azure-cli or managed-identity",
+  },
+  { name: 'azure_encryption_scope', type: 'string', description: 'Azure encryption scope that new blobs are encrypted with' },
+  { name: 'azure_access_tier', type: 'enum', values: ['Hot', 'Cool', 'Cold'], description: 'access tier of new Azure blobs: Hot, Cool or Cold (default: the account default)' },
+  { name: 'gcp_key_file', type: 'path', description: 'service-account key file for gs:// (default: GOOGLE_APPLICATION_CREDENTIALS, then Application Default Credentials)' },
+  { name: 'gcp_kms_key_name', type: 'string', description: 'Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts new gs:// objects (CMEK)' },
+  {
+    name: 'gcp_storage_class',
+    type: 'enum',
+    values: ['STANDARD', 'NEARLINE', 'COLDLINE', 'ARCHIVE'],
+    description: "storage class of new gs:// objects (default: the bucket's)",
+  },
+  {
+    name: 'tags',
+    type: 'string',
+    check: (v: string) => parseTags(v).problem,
+    description: 'key=value pairs, comma-separated, set as tags on new objects (Azure blob index tags, S3 object tags)',
+  },
 
   // --- backups
   {

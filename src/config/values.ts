@@ -124,6 +124,27 @@ export function parseList(text: string): Parsed<string[]> {
   return ok(items);
 }
 
+/**
+ * Object tags: "key=value,key2=value2". Keys 1-128 and values 0-256 characters of letters, digits,
+ * space and + - = . _ : / @ (the set both S3 tagging and Azure blob index tags accept), at most 10.
+ */
+export function parseTags(text: string): { value?: Record<string, string>; problem?: string } {
+  const tags: Record<string, string> = {};
+  const items = text.split(',').map((item) => item.trim());
+  if (items.length > 10) return { problem: 'has more than 10 tags (the limit of S3 and Azure)' };
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq).trim();
+    const value = eq < 0 ? '' : item.slice(eq + 1).trim();
+    if (eq < 0 || !/^[A-Za-z0-9 +\-=._:/@]{1,128}$/.test(key) || !/^[A-Za-z0-9 +\-=._:/@]{0,256}$/.test(value)) {
+      return { problem: `has a malformed tag ${JSON.stringify(item)} (write key=value, letters, digits, space and + - = . _ : / @)` };
+    }
+    if (key in tags) return { problem: `sets tag ${JSON.stringify(key)} twice` };
+    tags[key] = value;
+  }
+  return { value: tags };
+}
+
 /** An absolute file-system path. Relative paths are refused: cron and archive_command run from other directories. */
 export function parseAbsolutePath(text: string): Parsed<string> {
   return isAbsolute(text) ? ok(text) : fail('is not an absolute path', 'give the full path, starting with /');

@@ -86,6 +86,7 @@ describe('loadServerConfig: the seed example', () => {
       provider: 'aws',
       destination: 's3://acme-backups/cloudbarman',
       s3ForcePathStyle: false,
+      azureCredential: 'default',
       backupMethod: 'local',
       compression: 'zstd',
       backupCompression: 'zstd',
@@ -124,6 +125,14 @@ aws_region = eu-west-1
 aws_profile = backup
 azure_subscription_id = sub
 azure_resource_group = rg
+azure_storage_account = acct01
+azure_credential = managed-identity
+azure_encryption_scope = scope1
+azure_access_tier = Cool
+gcp_key_file = /etc/cloudbarman/gcs.json
+gcp_kms_key_name = projects/p/locations/l/keyRings/r/cryptoKeys/k
+gcp_storage_class = NEARLINE
+tags = team=dba, env=prod
 backup_compression = lz4
 parallel_jobs = 8
 part_size = 16MB
@@ -152,6 +161,34 @@ wal_archive_timeout = 10min
     assert.deepEqual(cfg.snapshotDisks, ['d1', 'd2']);
     assert.equal(cfg.s3ForcePathStyle, false);
     assert.equal(cfg.backupCompression, 'lz4');
+    assert.equal(cfg.azureAccessTier, 'Cool');
+  });
+
+  it('passes each provider only its own settings, with tags parsed', async () => {
+    const azure = await loadText(`[pg1]
+destination = azure://backups/pg
+azure_storage_account = acct01
+azure_encryption_scope = scope1
+tags = team=dba, env=prod
+gcp_storage_class = NEARLINE
+`);
+    const options = toStoreOptions(azure);
+    assert.deepEqual(options.azure, { credential: 'default', account: 'acct01', encryptionScope: 'scope1' });
+    assert.deepEqual(options.tags, { team: 'dba', env: 'prod' });
+    assert.equal(options.gcp, undefined);
+    const gcp = toStoreOptions(await loadText(`[pg1]
+destination = gs://bucket/pg
+gcp_storage_class = NEARLINE
+gcp_kms_key_name = projects/p/locations/l/keyRings/r/cryptoKeys/k
+`));
+    assert.deepEqual(gcp.gcp, { storageClass: 'NEARLINE', kmsKeyName: 'projects/p/locations/l/keyRings/r/cryptoKeys/k' });
+    assert.equal(gcp.azure, undefined);
+  });
+
+  it('refuses malformed tags and storage account names, naming the option', async () => {
+    await rejects(loadText('[pg1]\ndestination = azure://c/p\ntags = team\n'), /tags/);
+    await rejects(loadText('[pg1]\ndestination = azure://c/p\ntags = a=1,a=2\n'), /twice/);
+    await rejects(loadText('[pg1]\ndestination = azure://c/p\nazure_storage_account = Bad_Name\n'), /azure_storage_account/);
   });
 });
 
