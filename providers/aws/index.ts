@@ -89,5 +89,6 @@ export async function createObjectStore(options: StoreOptions): Promise<ObjectSt
     ...location,
     partSizeBytes: options.multipart.partSizeBytes,
     concurrency: options.multipart.concurrency,
+    ...(options.tags === undefined ? {} : { tags: options.tags }),
   });
 }

@@ -40,6 +40,8 @@ export interface S3ObjectStoreOptions {
   partSizeBytes: number;
   /** Parts in flight per upload: partSizeBytes × concurrency bounds the memory of one upload. */
   concurrency: number;
+  /** Object tags set on every new object (the tags option). */
+  tags?: Record<string, string>;
 }
 
 /**
@@ -54,6 +56,8 @@ export class S3ObjectStore implements ObjectStore {
   readonly #keyPrefix: string;
   readonly #partSize: number;
   readonly #concurrency: number;
+  /** x-amz-tagging: the tags as a URL query string, or undefined for none. */
+  readonly #tagging: string | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
     this.#client = options.client;
@@ -61,6 +65,9 @@ export class S3ObjectStore implements ObjectStore {
     this.#keyPrefix = options.keyPrefix;
     this.#partSize = Math.max(S3_MIN_PART_SIZE, options.partSizeBytes);
     this.#concurrency = Math.max(1, options.concurrency);
+    const tags = Object.entries(options.tags ?? {});
+    // Percent-encoded rather than URLSearchParams' '+' for a space, which not every S3-compatible store decodes.
+    this.#tagging = tags.length === 0 ? undefined : tags.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
     this.url = `s3://${options.bucket}${options.keyPrefix === '' ? '' : `/${options.keyPrefix.slice(0, -1)}`}`;
   }
 
@@ -73,6 +80,7 @@ export class S3ObjectStore implements ObjectStore {
       Key: this.#keyPrefix + key,
       ...(options.metadata === undefined ? {} : { Metadata: options.metadata }),
       ...(options.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
+      ...(this.#tagging === undefined ? {} : { Tagging: this.#tagging }),
     };
     if (body instanceof Uint8Array) {
       try {

@@ -227,6 +227,32 @@ describe('S3 provider specifics (s3rver)', () => {
     assert.deepEqual((await nested.list('')).items.map((i) => i.key), ['k']);
   });
 
+  it('tags go as x-amz-tagging on PutObject and CreateMultipartUpload', async () => {
+    // s3rver ignores x-amz-tagging on writes, so this checks what real S3 would receive.
+    const sent: { command: string; tagging: string | undefined }[] = [];
+    const client = createS3Client(options(endpoint(), `s3://${BUCKET}`));
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+        sent.push({ command: context.commandName ?? '', tagging: headers['x-amz-tagging'] });
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'recordTagging' },
+    );
+    const store = new S3ObjectStore({
+      client, bucket: BUCKET, keyPrefix: 'tagged/', partSizeBytes: 5 * 1024 * 1024, concurrency: 2, tags: { team: 'dba', env: 'prod test' },
+    });
+    stores.push(store);
+    await store.put('small', Buffer.from('x'));
+    const large = Buffer.alloc(11 * 1024 * 1024, 7);
+    await store.put('multipart', () => Readable.from([large.subarray(0, 6 << 20), large.subarray(6 << 20)]));
+    const creating = sent.filter((x) => x.command === 'PutObjectCommand' || x.command === 'CreateMultipartUploadCommand');
+    assert.deepEqual(creating.map((x) => [x.command, x.tagging]), [
+      ['PutObjectCommand', 'team=dba&env=prod%20test'],
+      ['CreateMultipartUploadCommand', 'team=dba&env=prod%20test'],
+    ]);
+  });
+
   it('a declared contentLength that does not match the stream is rejected', async () => {
     const store = await open(`s3://${BUCKET}/lengths`);
     await assertStoreError(store.put('short', () => Readable.from([Buffer.from('abc')]), { contentLength: 10 }), 'invalid');
