@@ -111,7 +111,7 @@ export interface ServerConfig {
   streamingArchiver: boolean;
   streamingArchiverName: string;
   streamingBackupName: string;
-  /** A validated 5-field cron expression; parse it with parseCronSchedule (values.ts). */
+  /** A validated 5-field cron expression; cronSchedule (values.ts) turns it into a croner schedule. */
   backupSchedule?: string;
   snapshotProvider?: ProviderName;
   snapshotInstance?: string;
@@ -405,8 +405,7 @@ export function parseValue(spec: OptionSpec, text: string): Parsed<Value> {
     case 'path':
       return parseAbsolutePath(text);
     case 'cron': {
-      const parsed = parseCronSchedule(text);
-      return parsed.ok ? { ok: true, value: text.trim().split(/\s+/).join(' ') } : parsed;
+      return parseCronSchedule(text);
     }
     case 'retention':
       return parseRetentionPolicy(text);

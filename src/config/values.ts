@@ -5,6 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Cron } from 'croner';
 
 /** A parsed value, or why the text is not one. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string; hint?: string };
@@ -273,81 +274,25 @@ export function formatRetentionPolicy(policy: RetentionPolicy): string {
 }
 
 /**
- * A parsed 5-field cron expression. Each list holds the matching values in ascending order.
- * Day of week runs 0-6 with Sunday as 0 (7 is accepted and folded to 0). As in Vixie cron, when
- * both day fields are restricted a day matches if either does; the *Any flags say which are "*".
+ * A 5-field cron schedule ("minute hour day-of-month month day-of-week", with lists, ranges,
+ * steps and names), checked by croner rather than a parser of our own. As in Vixie cron, when
+ * both day fields are restricted a day matches if either does. Times are the host's local time
+ * zone, as for the system cron, unless a zone is given.
  */
-export interface CronSchedule {
-  minutes: readonly number[];
-  hours: readonly number[];
-  daysOfMonth: readonly number[];
-  months: readonly number[];
-  daysOfWeek: readonly number[];
-  dayOfMonthAny: boolean;
-  dayOfWeekAny: boolean;
+export function cronSchedule(text: string, timezone?: string): Cron {
+  return new Cron(text.trim().split(/\s+/).join(' '), { mode: '5-part', domAndDow: false, paused: true, ...(timezone === undefined ? {} : { timezone }) });
 }
 
-interface CronField {
-  label: string;
-  min: number;
-  max: number;
-  names?: readonly string[]; // names[i] is the value min + i
-}
-
-const CRON_FIELDS: readonly CronField[] = [
-  { label: 'minute', min: 0, max: 59 },
-  { label: 'hour', min: 0, max: 23 },
-  { label: 'day of month', min: 1, max: 31 },
-  { label: 'month', min: 1, max: 12, names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] },
-  { label: 'day of week', min: 0, max: 7, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
-];
-
-/** "minute hour day-of-month month day-of-week" with *, lists, ranges, steps, and month/day names. */
-export function parseCronSchedule(text: string): Parsed<CronSchedule> {
+/** A valid 5-field cron expression, normalised to single spaces. */
+export function parseCronSchedule(text: string): Parsed<string> {
   const hint = 'use 5 fields: minute hour day-of-month month day-of-week, e.g. 0 3 * * * (03:00 every day)';
   const parts = text.trim().split(/\s+/);
   if (parts.length !== 5) return fail(`has ${parts.length} field${parts.length === 1 ? '' : 's'}, not 5`, hint);
-  const sets: number[][] = [];
-  for (const [index, field] of CRON_FIELDS.entries()) {
-    const values = parseCronField(parts[index] ?? '', field);
-    if (typeof values === 'string') return fail(values, hint);
-    sets.push(values);
+  try {
+    cronSchedule(text).stop();
+  } catch (err) {
+    const detail = err instanceof Error ? err.message.replace(/^CronPattern: /, '') : String(err);
+    return fail(`is not a valid cron expression (${detail})`, hint);
   }
-  const [minutes = [], hours = [], daysOfMonth = [], months = [], rawDaysOfWeek = []] = sets;
-  const daysOfWeek = [...new Set(rawDaysOfWeek.map((d) => d % 7))].sort((a, b) => a - b);
-  return ok({ minutes, hours, daysOfMonth, months, daysOfWeek, dayOfMonthAny: parts[2] === '*', dayOfWeekAny: parts[4] === '*' });
-}
-
-function parseCronField(text: string, field: CronField): number[] | string {
-  const values = new Set<number>();
-  for (const item of text.split(',')) {
-    const match = /^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:\/(\d+))?$/i.exec(item);
-    if (match === null) return `has an invalid ${field.label} field "${text}"`;
-    const [, range = '', stepText] = match;
-    const step = stepText === undefined ? 1 : Number(stepText);
-    if (step < 1) return `has a step of 0 in the ${field.label} field`;
-    let low = field.min;
-    let high = field.max;
-    if (range !== '*') {
-      const [lowText = '', highText] = range.split('-');
-      const lowValue = cronValue(lowText, field);
-      const highValue = highText === undefined ? (stepText === undefined ? lowValue : field.max) : cronValue(highText, field);
-      if (lowValue === undefined || highValue === undefined) {
-        return `has ${field.label} "${item}" outside ${field.min}-${field.max}`;
-      }
-      if (lowValue > highValue) return `has a backwards ${field.label} range "${item}"`;
-      low = lowValue;
-      high = highValue;
-    }
-    for (let v = low; v <= high; v += step) values.add(v);
-  }
-  return [...values].sort((a, b) => a - b);
-}
-
-function cronValue(text: string, field: CronField): number | undefined {
-  const nameIndex = field.names?.indexOf(text.toLowerCase()) ?? -1;
-  if (nameIndex >= 0) return field.min + nameIndex;
-  if (!/^\d+$/.test(text)) return undefined;
-  const value = Number(text);
-  return value >= field.min && value <= field.max ? value : undefined;
+  return ok(parts.join(' '));
 }

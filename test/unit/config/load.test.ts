@@ -374,7 +374,7 @@ describe('loadServerConfig: errors in the file name the file, the line and the o
     { text: 'endpoint_url = ftp://x', line: 3, option: 'endpoint_url', problem: /: "ftp:\/\/x" has the scheme ftp: \(expected http: https:\)$/ },
     { text: 'pgdata = data', line: 3, option: 'pgdata', problem: /: "data" is not an absolute path$/ },
     { text: 'backup_schedule = 0 3 * *', line: 3, option: 'backup_schedule', problem: /: "0 3 \* \*" has 4 fields, not 5$/ },
-    { text: 'backup_schedule = 0 25 * * *', line: 3, option: 'backup_schedule', problem: /has hour "25" outside 0-23$/ },
+    { text: 'backup_schedule = 0 25 * * *', line: 3, option: 'backup_schedule', problem: /is not a valid cron expression \(Invalid value for hour: 25\)$/ },
     { text: 'retention_policy = KEEP 7', line: 3, option: 'retention_policy', problem: /: "KEEP 7" is not a retention policy$/ },
     { text: 'snapshot_disks = a,,b', line: 3, option: 'snapshot_disks', problem: /: "a,,b" has an empty item$/ },
     { text: 'slot_name = Bad-Slot', line: 3, option: 'slot_name', problem: /: "Bad-Slot" is not a replication slot name/ },

@@ -6,6 +6,7 @@ import {
   parseAbsolutePath,
   parseBool,
   parseConninfo,
+  cronSchedule,
   parseCronSchedule,
   parseEnum,
   parseList,
@@ -184,39 +185,26 @@ describe('parseRetentionPolicy', () => {
   });
 });
 
-describe('parseCronSchedule', () => {
-  it('expands the seed schedule', () => {
-    const s = value(parseCronSchedule('0 3 * * *'));
-    assert.deepEqual(s.minutes, [0]);
-    assert.deepEqual(s.hours, [3]);
-    assert.equal(s.daysOfMonth.length, 31);
-    assert.equal(s.months.length, 12);
-    assert.deepEqual(s.daysOfWeek, [0, 1, 2, 3, 4, 5, 6]);
-    assert.equal(s.dayOfMonthAny, true);
-    assert.equal(s.dayOfWeekAny, true);
+describe('parseCronSchedule (croner)', () => {
+  it('accepts the seed schedule and normalises spacing', () => {
+    assert.equal(value(parseCronSchedule('0  3 * * *')), '0 3 * * *');
+    assert.equal(value(parseCronSchedule('*/15 1-5/2,23 1,15 jan-mar SUN,7,mon-fri')), '*/15 1-5/2,23 1,15 jan-mar SUN,7,mon-fri');
   });
 
-  it('reads lists, ranges, steps and names; folds Sunday 7 to 0', () => {
-    const s = value(parseCronSchedule('*/15 1-5/2,23 1,15 jan-mar SUN,7,mon-fri'));
-    assert.deepEqual(s.minutes, [0, 15, 30, 45]);
-    assert.deepEqual(s.hours, [1, 3, 5, 23]);
-    assert.deepEqual(s.daysOfMonth, [1, 15]);
-    assert.deepEqual(s.months, [1, 2, 3]);
-    assert.deepEqual(s.daysOfWeek, [0, 1, 2, 3, 4, 5]);
-    assert.equal(s.dayOfMonthAny, false);
-    assert.deepEqual(value(parseCronSchedule('5/20 * * * *')).minutes, [5, 25, 45]);
+  it('fires where Vixie cron would: either day field matches when both are restricted', () => {
+    const s = cronSchedule('0 3 13 * 5', 'UTC');
+    // The 13th of November 2026 is a Friday; the 6th is a Friday; the 13th of December is a Sunday.
+    const runs = s.nextRuns(4, new Date('2026-11-05T00:00:00Z')).map((d) => d.toISOString());
+    assert.deepEqual(runs, ['2026-11-06T03:00:00.000Z', '2026-11-13T03:00:00.000Z', '2026-11-20T03:00:00.000Z', '2026-11-27T03:00:00.000Z']);
+    assert.deepEqual(s.previousRuns(1, new Date('2026-12-13T04:00:00Z')).map((d) => d.toISOString()), ['2026-12-13T03:00:00.000Z']);
   });
 
-  it('rejects the wrong field count, out-of-range values, backwards ranges and step 0', () => {
+  it('rejects the wrong field count and what croner rejects, with the hint', () => {
     assert.equal(problem(parseCronSchedule('0 3 * *')), 'has 4 fields, not 5');
     assert.equal(problem(parseCronSchedule('0 3 * * * *')), 'has 6 fields, not 5');
-    assert.equal(problem(parseCronSchedule('60 3 * * *')), 'has minute "60" outside 0-59');
-    assert.equal(problem(parseCronSchedule('0 24 * * *')), 'has hour "24" outside 0-23');
-    assert.equal(problem(parseCronSchedule('0 3 0 * *')), 'has day of month "0" outside 1-31');
-    assert.equal(problem(parseCronSchedule('0 3 * 13 *')), 'has month "13" outside 1-12');
-    assert.equal(problem(parseCronSchedule('0 3 * * 8')), 'has day of week "8" outside 0-7');
-    assert.equal(problem(parseCronSchedule('0 5-3 * * *')), 'has a backwards hour range "5-3"');
-    assert.equal(problem(parseCronSchedule('*/0 3 * * *')), 'has a step of 0 in the minute field');
-    assert.equal(problem(parseCronSchedule('0 3 * * @')), 'has an invalid day of week field "@"');
+    for (const bad of ['60 3 * * *', '0 24 * * *', '0 3 0 * *', '0 3 * 13 *', '0 3 * * 8', '0 5-3 * * *', '0 3 * * @']) {
+      assert.match(problem(parseCronSchedule(bad)) ?? '', /^is not a valid cron expression \(.+\)$/, bad);
+    }
   });
 });
+
