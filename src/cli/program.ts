@@ -13,6 +13,7 @@ import { registerBackup } from './commands/backup.ts';
 import { registerList } from './commands/list.ts';
 import { registerShow } from './commands/show.ts';
 import { registerDelete } from './commands/delete.ts';
+import { registerKeep } from './commands/keep.ts';
 import { registerRestore } from './commands/restore.ts';
 
 declare const CLOUDBARMAN_VERSION: string | undefined;
@@ -81,6 +82,7 @@ const COMMANDS: ReadonlyArray<readonly [string, Register]> = [
   ['list', registerList],
   ['show', registerShow],
   ['delete', registerDelete],
+  ['keep', registerKeep],
   ['restore', registerRestore],
   ['wal-upload', registerWalUpload],
   ['wal-restore', registerWalRestore],

@@ -21,7 +21,7 @@ export const registerDelete: Register = (program, run) => {
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
       const store = await openStore(cfg, output.log);
       try {
-        const { backups, unreadable } = await listBackups(store, cfg.server);
+        const { backups, keeps, unreadable } = await listBackups(store, cfg.server);
         if (unreadable.length > 0) {
           throw new CloudbarmanError('failed', `the catalog of ${cfg.server} has unreadable entries (${unreadable.map((u) => u.id).join(', ')}); nothing was deleted`, {
             hint: 'deleting with an incomplete view of the backups could remove WAL another backup needs',
@@ -29,6 +29,12 @@ export const registerDelete: Register = (program, run) => {
         }
         const target = backups.find((b) => b.id === id);
         if (target === undefined) throw new CloudbarmanError('bad-input', `backup ${id} of ${cfg.server} is not in ${store.url}`, { hint: `\`cloudbarman list ${cfg.server}\` shows the backups there are` });
+        const kept = keeps.get(id);
+        if (kept !== undefined) {
+          throw new CloudbarmanError('bad-input', `backup ${id} of ${cfg.server} is kept (${kept.target}); it was not deleted`, {
+            hint: `release it first: cloudbarman keep ${cfg.server} ${id} --release`,
+          });
+        }
         const walKeys: string[] = [];
         for await (const item of listAll(store, `${cfg.server}/wals/`)) walKeys.push(item.key);
         const plan = planBackupDeletion(backups, target, walKeys);

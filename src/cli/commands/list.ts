@@ -16,12 +16,13 @@ export const registerList: Register = (program, run) => {
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
       const store = await openStore(cfg, output.log);
       try {
-        const { backups, unreadable } = await listBackups(store, cfg.server);
+        const { backups, keeps, unreadable } = await listBackups(store, cfg.server);
         for (const u of unreadable) output.log.warn(`backup ${u.id} cannot be read: ${u.error}`);
         const rows = backups.map((b) => [b.id, b.status, b.begin_time, b.end_time ?? '-', b.begin_lsn ?? '-', b.end_lsn ?? '-',
-          b.timeline === null ? '-' : String(b.timeline), formatBytes(b.size_bytes), formatBytes(b.stored_bytes), b.method]);
-        output.result(backups, backups.length === 0 ? [`no backups of ${cfg.server} in ${store.url}`]
-          : formatTable(['id', 'status', 'begin_time', 'end_time', 'begin_lsn', 'end_lsn', 'tli', 'size', 'stored', 'method'], rows));
+          b.timeline === null ? '-' : String(b.timeline), formatBytes(b.size_bytes), formatBytes(b.stored_bytes), b.method, keeps.get(b.id)?.target ?? '-']);
+        const entries = backups.map((b) => ({ ...b, keep: keeps.get(b.id)?.target ?? null }));
+        output.result(entries, backups.length === 0 ? [`no backups of ${cfg.server} in ${store.url}`]
+          : formatTable(['id', 'status', 'begin_time', 'end_time', 'begin_lsn', 'end_lsn', 'tli', 'size', 'stored', 'method', 'keep'], rows));
       } finally {
         await store.close();
       }

@@ -17,7 +17,7 @@ export const registerShow: Register = (program, run) => {
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
       const store = await openStore(cfg, output.log);
       try {
-        const { backups } = await listBackups(store, cfg.server);
+        const { backups, keeps } = await listBackups(store, cfg.server);
         const backup = id === 'latest' ? backups.filter((b) => b.status === 'DONE').at(-1) : backups.find((b) => b.id === id);
         if (backup === undefined) {
           throw new CloudbarmanError('failed', id === 'latest' ? `${cfg.server} has no DONE backup in ${store.url}` : `backup ${id} of ${cfg.server} is not in ${store.url}`, {
@@ -36,9 +36,10 @@ export const registerShow: Register = (program, run) => {
           `  stored:            ${formatBytes(backup.stored_bytes)} in ${backup.part_count} parts (${backup.compression})`,
           `  postgresql:        ${backup.pg_version ?? '-'}, system identifier ${backup.system_identifier ?? '-'}, data checksums ${backup.data_checksums === null ? '-' : backup.data_checksums ? 'on' : 'off'}`,
           `  tablespaces:       ${backup.tablespaces.length === 0 ? 'none' : backup.tablespaces.map((t) => `${t.name} (oid ${t.oid}) at ${t.location}`).join(', ')}`,
+          `  keep:              ${keeps.get(backup.id)?.target ?? 'nokeep'}`,
           `  taken on:          ${backup.hostname} by cloudbarman ${backup.cloudbarman_version}`,
         ];
-        output.result(backup, text);
+        output.result({ ...backup, keep: keeps.get(backup.id) ?? null }, text);
       } finally {
         await store.close();
       }

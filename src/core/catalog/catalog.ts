@@ -12,15 +12,32 @@ import { storeFailure } from '../store/store-failure.ts';
 import { BACKUP_FORMAT_VERSION, type BackupInfo } from './backup-info.ts';
 import { BACKUP_INFO_NAME, MANIFEST_BASENAME, backupIdFor, backupPrefix, backupsPrefix, isBackupId } from './backup-keys.ts';
 import type { Manifest } from './manifest.ts';
+import { KEEP_ANNOTATION_NAME, readKeep } from './keep-store.ts';
+import type { KeepAnnotation } from '../retention/retention-policy.ts';
 
-/** Every backup of a server, oldest first. Entries that cannot be read are reported, not skipped silently. */
-export async function listBackups(store: ObjectStore, server: string): Promise<{ backups: BackupInfo[]; unreadable: Array<{ id: string; error: string }> }> {
+/** What listBackups found: entries, their keep annotations, and what could not be read. */
+export interface BackupListing {
+  /** Oldest first. */
+  backups: BackupInfo[];
+  /** Keep annotations by backup id. */
+  keeps: Map<string, KeepAnnotation>;
+  /** Entries (or annotations) that could not be read: reported, never skipped silently. */
+  unreadable: Array<{ id: string; error: string }>;
+}
+
+/** Every backup of a server, oldest first, with its keep annotation. */
+export async function listBackups(store: ObjectStore, server: string): Promise<BackupListing> {
   const ids: string[] = [];
+  const annotated: string[] = [];
   try {
     for await (const item of listAll(store, backupsPrefix(server))) {
       const rest = item.key.slice(backupsPrefix(server).length);
-      const [id, name] = rest.split('/');
-      if (id !== undefined && name === BACKUP_INFO_NAME && rest === `${id}/${name}` && isBackupId(id)) ids.push(id);
+      const slash = rest.indexOf('/');
+      const id = rest.slice(0, slash);
+      if (slash < 0 || !isBackupId(id)) continue;
+      const name = rest.slice(slash + 1);
+      if (name === BACKUP_INFO_NAME) ids.push(id);
+      else if (name === KEEP_ANNOTATION_NAME) annotated.push(id);
     }
   } catch (err) {
     throw storeFailure(err, 'listing backups', `${store.url} ${backupsPrefix(server)}`);
@@ -36,8 +53,17 @@ export async function listBackups(store: ObjectStore, server: string): Promise<{
       unreadable.push({ id, error: err instanceof Error ? err.message : String(err) });
     }
   }));
+  const keeps = new Map<string, KeepAnnotation>();
+  await Promise.all(annotated.map(async (id) => {
+    try {
+      const keep = await readKeep(store, server, id);
+      if (keep !== undefined) keeps.set(id, keep);
+    } catch (err) {
+      unreadable.push({ id, error: err instanceof Error ? err.message : String(err) });
+    }
+  }));
   backups.sort((a, b) => a.id.localeCompare(b.id));
-  return { backups, unreadable };
+  return { backups, keeps, unreadable };
 }
 
 /** One backup's entry, or undefined when there is none. */
