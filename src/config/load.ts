@@ -107,6 +107,10 @@ export interface ServerConfig {
   walRetentionPolicy: 'main';
   retentionPolicyMode: 'auto';
   minimumRedundancy: number;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  keepYearly: number;
   slotName?: string;
   streamingArchiver: boolean;
   streamingArchiverName: string;
@@ -162,6 +166,10 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   wal_retention_policy: 'walRetentionPolicy',
   retention_policy_mode: 'retentionPolicyMode',
   minimum_redundancy: 'minimumRedundancy',
+  keep_daily: 'keepDaily',
+  keep_weekly: 'keepWeekly',
+  keep_monthly: 'keepMonthly',
+  keep_yearly: 'keepYearly',
   slot_name: 'slotName',
   streaming_archiver: 'streamingArchiver',
   streaming_archiver_name: 'streamingArchiverName',
@@ -518,6 +526,10 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     walRetentionPolicy: required('wal_retention_policy') as 'main',
     retentionPolicyMode: required('retention_policy_mode') as 'auto',
     minimumRedundancy: num('minimum_redundancy'),
+    keepDaily: num('keep_daily'),
+    keepWeekly: num('keep_weekly'),
+    keepMonthly: num('keep_monthly'),
+    keepYearly: num('keep_yearly'),
     slotName: str('slot_name'),
     streamingArchiver: bool('streaming_archiver'),
     streamingArchiverName: required('streaming_archiver_name'),

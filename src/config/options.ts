@@ -151,6 +151,10 @@ const TABLE = [
   { name: 'wal_retention_policy', type: 'enum', values: ['main'], default: 'main', flag: false, description: 'WAL retention: main (follows retention_policy; the only value, as in Barman)' },
   { name: 'retention_policy_mode', type: 'enum', values: ['auto'], default: 'auto', flag: false, description: 'auto: cron applies retention_policy (the only value, as in Barman)' },
   { name: 'minimum_redundancy', type: 'int', min: 0, default: '0', description: 'backups that retention never deletes, whatever the policy' },
+  { name: 'keep_daily', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N days that have one (grandfather-father-son)' },
+  { name: 'keep_weekly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N ISO weeks that have one' },
+  { name: 'keep_monthly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N months that have one' },
+  { name: 'keep_yearly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N years that have one' },
 
   // --- streaming WAL
   {

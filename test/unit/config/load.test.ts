@@ -97,6 +97,10 @@ describe('loadServerConfig: the seed example', () => {
       walRetentionPolicy: 'main',
       retentionPolicyMode: 'auto',
       minimumRedundancy: 2,
+      keepDaily: 0,
+      keepWeekly: 0,
+      keepMonthly: 0,
+      keepYearly: 0,
       slotName: 'cloudbarman',
       streamingArchiver: true,
       streamingArchiverName: 'cloudbarman_receive_wal',
@@ -133,6 +137,10 @@ gcp_key_file = /etc/cloudbarman/gcs.json
 gcp_kms_key_name = projects/p/locations/l/keyRings/r/cryptoKeys/k
 gcp_storage_class = NEARLINE
 tags = team=dba, env=prod
+keep_daily = 7
+keep_weekly = 4
+keep_monthly = 12
+keep_yearly = 3
 backup_compression = lz4
 parallel_jobs = 8
 part_size = 16MB
