@@ -11,8 +11,8 @@ type Loader = () => Promise<{ createObjectStore(options: StoreOptions): Promise<
 const LOADERS: Record<ProviderName, Loader | undefined> = {
   local: () => import('./local/index.ts'),
   aws: () => import('./aws/index.ts'),
-  azure: undefined,
-  gcp: undefined,
+  azure: () => import('./azure/index.ts'),
+  gcp: () => import('./gcp/index.ts'),
 };
 
 /** Opens the object store of a provider for a destination URL. */

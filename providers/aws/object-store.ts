@@ -10,8 +10,9 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
-import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { assertValidKey, assertValidMetadata, StoreError } from '../object-store.ts';
+import { mapBodyErrors, sendableBody } from '../body.ts';
 import type {
   GetOptions,
   GetResult,
@@ -148,7 +149,7 @@ export class S3ObjectStore implements ObjectStore {
         lastModified: response.LastModified ?? new Date(0),
         metadata: response.Metadata ?? {},
       },
-      body: mapBodyErrors(response.Body, target),
+      body: mapBodyErrors(response.Body, (err) => toStoreError(err, target)),
     };
   }
 
@@ -301,49 +302,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
-/**
- * The caller's body as sent: checked against the declared length when there is one. `failure`
- * is the first error the body raised; it is the caller's (a file that vanished, say), so put
- * rethrows it as is rather than as a store error.
- */
-function sendableBody(source: Readable, length: number | undefined, target: string): { stream: Readable; failure: () => unknown } {
-  const stream = length === undefined ? source : pipeline(source, exactLength(length, target), () => undefined);
-  let failure: unknown;
-  stream.once('error', (err: unknown) => {
-    failure ??= err;
-  });
-  return { stream, failure: () => failure };
-}
-
 /** The SDK's per-call options: only the abort signal, when there is one. */
 function sendOptions(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
   return signal === undefined ? {} : { abortSignal: signal };
-}
-
-/** Passes a body through, failing when it is longer or shorter than the length sent to S3. */
-function exactLength(expected: number, target: string): Transform {
-  let seen = 0;
-  const mismatch = (): StoreError =>
-    new StoreError('invalid', `the body for ${target} is not the declared ${expected} bytes`, { target });
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      callback(seen > expected ? mismatch() : null, seen > expected ? undefined : chunk);
-    },
-    flush(callback) {
-      callback(seen === expected ? null : mismatch());
-    },
-  });
-}
-
-/** Re-emits a response body whose network errors are StoreErrors, so a reset mid-body reads as retryable. */
-function mapBodyErrors(source: Readable, target: string): Readable {
-  const out = new PassThrough();
-  source.once('error', (err: unknown) => out.destroy(toStoreError(err, target)));
-  // A caller that stops reading early destroys `out`; the socket must be released with it.
-  out.once('close', () => source.destroy());
-  source.pipe(out);
-  return out;
 }
 
 /**

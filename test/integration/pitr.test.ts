@@ -1,50 +1,41 @@
-// Point-in-time restore end to end on real PostgreSQL 15, 16, 17 and 18, with a local store and s3rver:
+// Point-in-time restore end to end on real PostgreSQL 15, 16, 17 and 18, with a local store and s3rver,
+// and on 15 and 18 also with Azure (azurite) and GCS (the GCS test server):
 // pgbench runs while `cloudbarman backup` takes the backup; marked rows are committed at recorded
 // times; `cloudbarman restore` to a target between two marks; PostgreSQL started on the result must hold
-// exactly the marks committed before the target. Starts: one s3rver, clusters per version and store.
+// exactly the marks committed before the target. Starts: s3rver, azurite, the GCS test server, clusters per case.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chown, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import {
   PG_VERSIONS, assertReadableByPgUser, createCluster, makePgTempDir, mkdirForPgUser, pgOsUser, startCluster,
   switchWal, waitForArchived, type Cluster, type PgVersion,
 } from '../helpers/postgres.ts';
 import { CLI_BIN, runCli } from '../helpers/cli.ts';
-import { startS3rver, s3rverCredentials, type S3rverHandle } from '../servers/s3rver.ts';
-
-type StoreKind = 'local' | 's3';
+import { StoreServers, type StoreKind } from '../helpers/stores.ts';
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 
-let s3: S3rverHandle;
+let stores: StoreServers | undefined;
 let work: string;
 
 before(async () => {
   await assertReadableByPgUser(CLI_BIN);
-  s3 = await startS3rver({ buckets: ['pitr'] });
   work = await makePgTempDir('cb-pitr');
+  stores = await StoreServers.start(['local', 's3', 'azure', 'gcs'], work);
 });
 after(async () => {
-  await s3?.stop();
+  await stores?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
 async function configure(version: PgVersion, kind: StoreKind): Promise<{ env: Record<string, string>; server: string }> {
   const server = `pitr${version}`;
-  const env: Record<string, string> = {};
-  let section: string;
-  if (kind === 'local') {
-    const storeDir = await mkdirForPgUser(join(work, `store-${version}`));
-    section = `destination = ${pathToFileURL(storeDir).href}\n`;
-  } else {
-    section = `destination = s3://pitr/v${version}\nendpoint_url = ${s3.endpoint}\n`;
-    env['AWS_ACCESS_KEY_ID'] = s3rverCredentials.accessKeyId;
-    env['AWS_SECRET_ACCESS_KEY'] = s3rverCredentials.secretAccessKey;
-  }
+  assert.ok(stores, 'the stores did not start');
+  const store = await stores.fixture(kind, `pitr-${version}-${kind}`);
+  const env: Record<string, string> = { ...store.env };
   const file = join(work, `cloudbarman-${version}-${kind}.conf`);
-  await writeFile(file, `[${server}]\n${section}compression = zstd\nretry_timeout = 5s\nwal_archive_timeout = 60s\n`);
+  await writeFile(file, `[${server}]\n${store.section}compression = zstd\nretry_timeout = 5s\nwal_archive_timeout = 60s\n`);
   await chown(file, pgOsUser().uid, pgOsUser().gid);
   env['CLOUDBARMAN_CONFIG'] = file;
   return { env, server };
@@ -73,6 +64,11 @@ async function commitMark(cluster: Cluster, id: number): Promise<Mark> {
 const CASES: ReadonlyArray<{ version: PgVersion; kind: StoreKind; tablespace: boolean; checksums: boolean; targets: ReadonlyArray<'time' | 'lsn' | 'name' | 'immediate'> }> = PG_VERSIONS.flatMap((version) => [
   { version, kind: 'local' as const, tablespace: version === 15 || version === 18, checksums: version !== 18, targets: ['time', 'lsn', 'name', 'immediate'] as const },
   { version, kind: 's3' as const, tablespace: version === 16, checksums: version === 17, targets: ['time', 'name'] as const },
+  // Azure and GCS on the oldest and newest supported versions, as the provider issue asks.
+  ...(version === 15 || version === 18 ? [
+    { version, kind: 'azure' as const, tablespace: version === 18, checksums: false, targets: ['time', 'lsn'] as const },
+    { version, kind: 'gcs' as const, tablespace: version === 15, checksums: false, targets: ['time', 'name'] as const },
+  ] : []),
 ]);
 
 for (const c of CASES) {

@@ -1,59 +1,43 @@
 // Real PostgreSQL 15, 16, 17 and 18 archive through `cloudbarman wal-upload` (archive_command) into a
-// local directory and into s3rver, and a second cluster replays through `cloudbarman wal-restore`.
-// Starts: one PostgreSQL cluster pair per version and store, one s3rver for the file.
+// local directory and into s3rver (and, on 15 and 18, into azurite and the GCS test server), and a
+// second cluster replays through `cloudbarman wal-restore`.
+// Starts: one PostgreSQL cluster pair per version and store, and the store servers for the file.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chown, readdir, readFile, rm, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import {
   PG_VERSIONS, assertReadableByPgUser, copyBaseBackup, createCluster, makePgTempDir, pgOsUser, startCluster,
   switchWal, waitForArchived, type Cluster, type PgVersion,
 } from '../helpers/postgres.ts';
 import { CLI_BIN, runCli } from '../helpers/cli.ts';
-import { startS3rver, s3rverCredentials, type S3rverHandle } from '../servers/s3rver.ts';
+import { StoreServers, type StoreFixture, type StoreKind } from '../helpers/stores.ts';
 
-type StoreKind = 'local' | 's3';
-
-let s3: S3rverHandle;
+let stores: StoreServers | undefined;
 let work: string;
 
 before(async () => {
   await assertReadableByPgUser(CLI_BIN);
-  s3 = await startS3rver({ buckets: ['wal-archive'] });
   work = await makePgTempDir('cb-walit');
+  stores = await StoreServers.start(['local', 's3', 'azure', 'gcs'], work);
 });
 after(async () => {
-  await s3?.stop();
+  await stores?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
 /** Writes a config file the pg user can read, as an operator would, and returns the env to use it. */
-async function configure(version: PgVersion, kind: StoreKind): Promise<{ env: Record<string, string>; server: string; storeDir?: string }> {
+async function configure(version: PgVersion, kind: StoreKind): Promise<{ env: Record<string, string>; server: string; store: StoreFixture }> {
   const server = `pg${version}`;
-  let section: string;
-  let storeDir: string | undefined;
-  const env: Record<string, string> = {};
-  if (kind === 'local') {
-    storeDir = join(work, `store-${version}`);
-    await makeDir(storeDir);
-    section = `destination = ${pathToFileURL(storeDir).href}\n`;
-  } else {
-    section = `provider = aws\ndestination = s3://wal-archive/v${version}\nendpoint_url = ${s3.endpoint}\n`;
-    env['AWS_ACCESS_KEY_ID'] = s3rverCredentials.accessKeyId;
-    env['AWS_SECRET_ACCESS_KEY'] = s3rverCredentials.secretAccessKey;
-  }
+  assert.ok(stores, 'the stores did not start');
+  const store = await stores.fixture(kind, `wal-${version}-${kind}`);
+  const env: Record<string, string> = { ...store.env };
   const file = join(work, `cloudbarman-${version}-${kind}.conf`);
-  await writeFile(file, `# written by the integration test\n[cloudbarman]\ncompression = zstd\nretry_timeout = 5s\n\n[${server}]\ndescription = "PostgreSQL ${version}"\n${section}`);
+  await writeFile(file, `# written by the integration test\n[cloudbarman]\ncompression = zstd\nretry_timeout = 5s\n\n[${server}]\ndescription = "PostgreSQL ${version}"\n${store.section}`);
   await chown(file, pgOsUser().uid, pgOsUser().gid);
   env['CLOUDBARMAN_CONFIG'] = file;
-  return storeDir === undefined ? { env, server } : { env, server, storeDir };
-}
-
-async function makeDir(path: string): Promise<void> {
-  const { mkdirForPgUser } = await import('../helpers/postgres.ts');
-  await mkdirForPgUser(path);
+  return { env, server, store };
 }
 
 async function count(cluster: Cluster): Promise<number> {
@@ -62,7 +46,9 @@ async function count(cluster: Cluster): Promise<number> {
 }
 
 for (const version of PG_VERSIONS) {
-  for (const kind of ['local', 's3'] as const) {
+  // Azure and GCS on the oldest and newest supported versions, as the provider issue asks.
+  const kinds: StoreKind[] = version === 15 || version === 18 ? ['local', 's3', 'azure', 'gcs'] : ['local', 's3'];
+  for (const kind of kinds) {
     describe(`PostgreSQL ${version}, ${kind} store`, () => {
       let primary: Cluster | undefined;
       let replica: Cluster | undefined;
@@ -74,7 +60,7 @@ for (const version of PG_VERSIONS) {
       });
 
       test('every archived segment is stored, restores byte-identical, and a second cluster replays to the same data', async () => {
-        const { env, server } = await configure(version, kind);
+        const { env, server, store } = await configure(version, kind);
         primary = await startCluster({
           version, env, fsync: false,
           conf: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${CLI_BIN} wal-upload ${server} %p'`, archive_timeout: '0' },
@@ -116,7 +102,7 @@ for (const version of PG_VERSIONS) {
         }
 
         // The store holds exactly as many WAL objects as PostgreSQL archived.
-        const listed = await runStoreCount(kind, env, server, version);
+        const listed = await store.count(server, 'wals/');
         assert.equal(listed, Number(archiver?.archived_count), 'objects in the store vs pg_stat_archiver.archived_count');
 
         // A second cluster recovers from the base copy through wal-restore and sees every row.
@@ -131,34 +117,4 @@ for (const version of PG_VERSIONS) {
       });
     });
   }
-}
-
-/** Counts WAL objects for a server without trusting the code under test: a directory walk or an S3 listing. */
-async function runStoreCount(kind: StoreKind, env: Record<string, string>, server: string, version: PgVersion): Promise<number> {
-  if (kind === 'local') {
-    const root = join(work, `store-${version}`, server, 'wals');
-    let n = 0;
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await readdir(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) await walk(join(dir, e.name));
-        else if (!e.name.startsWith('.')) n++;
-      }
-    };
-    await walk(root);
-    return n;
-  }
-  const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
-  const client = new S3Client({
-    endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1',
-    credentials: { accessKeyId: env['AWS_ACCESS_KEY_ID'] ?? '', secretAccessKey: env['AWS_SECRET_ACCESS_KEY'] ?? '' },
-  });
-  let n = 0;
-  let token: string | undefined;
-  do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: 'wal-archive', Prefix: `v${version}/${server}/wals/`, ContinuationToken: token }));
-    n += page.Contents?.length ?? 0;
-    token = page.NextContinuationToken;
-  } while (token);
-  client.destroy();
-  return n;
 }
