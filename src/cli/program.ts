@@ -14,6 +14,8 @@ import { registerList } from './commands/list.ts';
 import { registerShow } from './commands/show.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerKeep } from './commands/keep.ts';
+import { registerCron } from './commands/cron.ts';
+import { registerDaemon } from './commands/daemon.ts';
 import { registerRestore } from './commands/restore.ts';
 
 declare const CLOUDBARMAN_VERSION: string | undefined;
@@ -86,6 +88,8 @@ const COMMANDS: ReadonlyArray<readonly [string, Register]> = [
   ['restore', registerRestore],
   ['wal-upload', registerWalUpload],
   ['wal-restore', registerWalRestore],
+  ['cron', registerCron],
+  ['daemon', registerDaemon],
 ];
 
 /** The command named in argv, skipping global options and their values; undefined when none is. */

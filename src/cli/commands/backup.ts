@@ -1,15 +1,11 @@
 /** `backup SERVER`: a base backup. Maps options to takeBackup, shows progress, prints the result. */
-import { hostname } from 'node:os';
 import { formatBytes } from '../format.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { BACKUP_FLAG_RENAMES, addConfigFlags } from '../config-flags.ts';
-import { CloudbarmanError, badInput } from '../../core/errors.ts';
+import { CloudbarmanError } from '../../core/errors.ts';
 import type { BackupInfo } from '../../core/catalog/backup-info.ts';
 import type { BackupProgress } from '../../core/backup/take-backup.ts';
-import type { ServerConfig } from '../../config/load.ts';
-import { envName, flagName } from '../../config/options.ts';
 
 export const registerBackup: Register = (program, run) => {
   addConfigFlags(program.command('backup')
@@ -23,11 +19,11 @@ export const registerBackup: Register = (program, run) => {
     .action(run('backup', async (output: Output, ...args: unknown[]) => {
       const [server, opts] = args as [string, Record<string, unknown>];
       const globals = { ...program.opts(), ...opts };
-      const [{ loadConfig, openStore }, { takeBackup }] = await Promise.all([
-        import('../context.ts'), import('../../core/backup/take-backup.ts'),
+      const [{ loadConfig, openStore }, { runBackup, requireLocalSettings }] = await Promise.all([
+        import('../context.ts'), import('../run-backup.ts'),
       ]);
       const cfg = await loadConfig(server, globals, BACKUP_FLAG_RENAMES);
-      const { conninfo, pgdata } = requireLocalSettings(cfg);
+      requireLocalSettings(cfg);
 
       const interrupt = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
@@ -40,14 +36,9 @@ export const registerBackup: Register = (program, run) => {
       const store = await openStore(cfg, output.log);
       const started = performance.now();
       try {
-        const info = await takeBackup({
-          store, server: cfg.server, conninfo, pgdata,
-          compression: cfg.backupCompression, jobs: cfg.parallelJobs, partSize: cfg.partSizeBytes,
+        const info = await runBackup(cfg, store, output.log, {
+          signal: interrupt.signal, onProgress: progress.update, version: program.version() ?? '0.1.0',
           ...(typeof opts['name'] === 'string' ? { name: opts['name'] } : {}),
-          walArchiveTimeoutMs: cfg.walArchiveTimeoutMs, connectTimeoutMs: cfg.connectTimeoutMs,
-          hostname: hostname(), cloudbarmanVersion: program.version() ?? '0.1.0',
-          clock: { now: () => new Date(), sleep: async (ms, signal) => { await sleep(ms, undefined, signal === undefined ? {} : { signal }); } },
-          log: output.log, signal: interrupt.signal, onProgress: progress.update,
         });
         progress.finish();
         output.result(info, summary(info, (performance.now() - started) / 1000));
@@ -59,24 +50,6 @@ export const registerBackup: Register = (program, run) => {
       }
     }));
 };
-
-/** backup_method local needs to connect and to read the data directory; anything else is not built yet. */
-function requireLocalSettings(cfg: ServerConfig): { conninfo: string; pgdata: string } {
-  const inFile = (line: string): string => (cfg.configFile === undefined ? '' : `, or "${line}" in [${cfg.server}] of ${cfg.configFile}`);
-  if (cfg.backupMethod !== 'local') {
-    throw badInput(`backup_method ${cfg.backupMethod} is not supported yet (${cfg.locations['backup_method'] ?? 'default'})`,
-      `use backup_method local (${flagName('backup_method')} local) on the database host`);
-  }
-  if (cfg.conninfo === undefined) {
-    throw badInput(`backup of ${cfg.server} needs conninfo to reach PostgreSQL`,
-      `give ${flagName('conninfo')} 'host=... user=... dbname=...', ${envName('conninfo')}${inFile('conninfo = ...')}`);
-  }
-  if (cfg.pgdata === undefined) {
-    throw badInput(`backup_method local of ${cfg.server} needs pgdata, the data directory to read`,
-      `give ${flagName('pgdata')} DIR, ${envName('pgdata')}${inFile('pgdata = DIR')}`);
-  }
-  return { conninfo: cfg.conninfo, pgdata: cfg.pgdata };
-}
 
 function summary(info: BackupInfo, seconds: number): string[] {
   return [
