@@ -122,10 +122,19 @@ export interface ServerConfig {
   snapshotDisks?: string[];
   snapshotZone?: string;
   snapshotGcpProject?: string;
+  snapshotEndpointUrl?: string;
   retryTimeoutMs: number;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   walArchiveTimeoutMs: number;
+  /** WAL files per wal-upload call, the asked one included; 1 = no batching. */
+  archiveBatchSize: number;
+  /** WAL files uploaded or prefetched at once. */
+  archiveParallel: number;
+  /** Segments wal-restore prefetches ahead; 0 = off. */
+  restorePrefetch: number;
+  /** Root of the WAL spool; unset = cloudbarman_spool inside pg_wal. */
+  spoolDirectory?: string;
   /** Where each value came from, by option name, for show-config and errors. Unset options have no entry. */
   origins: Record<string, Origin>;
   /** The same in detail: "/etc/cloudbarman.conf:12 [pg1]", "CLOUDBARMAN_PROVIDER", "--provider", "default". */
@@ -180,10 +189,15 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   snapshot_disks: 'snapshotDisks',
   snapshot_zone: 'snapshotZone',
   snapshot_gcp_project: 'snapshotGcpProject',
+  snapshot_endpoint_url: 'snapshotEndpointUrl',
   retry_timeout: 'retryTimeoutMs',
   connect_timeout: 'connectTimeoutMs',
   request_timeout: 'requestTimeoutMs',
   wal_archive_timeout: 'walArchiveTimeoutMs',
+  archive_batch_size: 'archiveBatchSize',
+  archive_parallel: 'archiveParallel',
+  restore_prefetch: 'restorePrefetch',
+  spool_directory: 'spoolDirectory',
 };
 
 /** The config file used when neither -c nor CLOUDBARMAN_CONFIG names one. */
@@ -540,10 +554,15 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     snapshotDisks: list('snapshot_disks'),
     snapshotZone: str('snapshot_zone'),
     snapshotGcpProject: str('snapshot_gcp_project'),
+    snapshotEndpointUrl: str('snapshot_endpoint_url'),
     retryTimeoutMs: num('retry_timeout'),
     connectTimeoutMs: num('connect_timeout'),
     requestTimeoutMs: num('request_timeout'),
     walArchiveTimeoutMs: num('wal_archive_timeout'),
+    archiveBatchSize: num('archive_batch_size'),
+    archiveParallel: num('archive_parallel'),
+    restorePrefetch: num('restore_prefetch'),
+    spoolDirectory: str('spool_directory'),
     origins,
     locations,
     configFile,

@@ -176,6 +176,38 @@ const TABLE = [
   { name: 'snapshot_disks', type: 'list', applies: 'server', description: 'comma-separated disks to snapshot (local: directories, each its own mount point)' },
   { name: 'snapshot_zone', type: 'string', description: 'zone of the instance and disks' },
   { name: 'snapshot_gcp_project', type: 'string', description: 'Google Cloud project of the instance' },
+  { name: 'snapshot_endpoint_url', type: 'url', schemes: ['http:', 'https:'], description: 'custom endpoint of the compute API that takes snapshots (private endpoints, test servers)' },
+
+  // --- WAL archiving and restore (docs/wal.md)
+  {
+    name: 'archive_batch_size',
+    type: 'int',
+    min: 1,
+    max: 1024,
+    default: '32',
+    description: 'WAL files one wal-upload call archives: the one PostgreSQL asks for plus others archive_status already marks .ready; 1 turns batching off',
+  },
+  {
+    name: 'archive_parallel',
+    type: 'int',
+    min: 1,
+    max: 64,
+    default: '4',
+    description: 'WAL files transferred at once: uploads of a wal-upload batch, downloads of the wal-restore prefetcher',
+  },
+  {
+    name: 'restore_prefetch',
+    type: 'int',
+    min: 0,
+    max: 1024,
+    default: '16',
+    description: 'WAL segments wal-restore downloads ahead of recovery in a background process; disk use is at most this many segments; 0 turns prefetch off',
+  },
+  {
+    name: 'spool_directory',
+    type: 'path',
+    description: 'where batch-archive records and prefetched segments are kept, one folder per server (default: cloudbarman_spool inside pg_wal)',
+  },
 
   // --- time limits
   { name: 'retry_timeout', type: 'seconds', min: 0, default: '30', description: 'how long a store operation keeps retrying' },

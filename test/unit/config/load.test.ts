@@ -110,6 +110,9 @@ describe('loadServerConfig: the seed example', () => {
       connectTimeoutMs: 10_000,
       requestTimeoutMs: 120_000,
       walArchiveTimeoutMs: 300_000,
+      archiveBatchSize: 32,
+      archiveParallel: 4,
+      restorePrefetch: 16,
       configFile: path,
     });
     assert.equal(origins.minimum_redundancy, 'file');
@@ -152,10 +155,15 @@ snapshot_instance = vm1
 snapshot_disks = d1,d2
 snapshot_zone = europe-west1-b
 snapshot_gcp_project = proj
+snapshot_endpoint_url = http://127.0.0.1:9999
 retry_timeout = 5min
 connect_timeout = 3s
 request_timeout = 1h
 wal_archive_timeout = 10min
+archive_batch_size = 8
+archive_parallel = 2
+restore_prefetch = 0
+spool_directory = /var/spool/cloudbarman
 `);
     for (const spec of OPTIONS) {
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
