@@ -136,6 +136,13 @@ export interface Snapshotter {
    * already attached to that instance is returned as is.
    */
   attachDisk(instance: string, diskId: string, signal?: AbortSignal): Promise<DiskInfo>;
+  /**
+   * Where an attached disk shows up on the instance itself, most specific first (EC2 Nitro:
+   * /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<id>; Compute Engine: /dev/disk/by-id/google-<device>;
+   * Azure: /dev/disk/azure/scsi1/lun<n>; local: the directory itself). The core resolves these
+   * against the mount table to check that pgdata and the tablespaces live on the named disks.
+   */
+  localDevicePaths(disk: DiskInfo): string[];
   /** Releases clients and sockets. */
   close(): Promise<void>;
 }
