@@ -35,7 +35,7 @@ export interface GlobalOptions {
 export async function runCli(argv: string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command('cloudbarman')
-    .description('Disaster recovery for PostgreSQL on object storage: WAL archiving and restore to S3 or a local directory.')
+    .description('Disaster recovery for PostgreSQL on object storage: base backups, WAL archiving, point-in-time restore and retention, to S3, Azure Blob Storage, Google Cloud Storage or a local directory.')
     .version(typeof CLOUDBARMAN_VERSION === 'string' ? CLOUDBARMAN_VERSION : '0.1.0', '-V, --version')
     .option('-c, --config <file>', 'config file (env CLOUDBARMAN_CONFIG; default /etc/cloudbarman.conf when it exists)')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))

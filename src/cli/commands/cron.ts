@@ -5,12 +5,12 @@ import type { Output } from '../output.ts';
 export const registerCron: Register = (program, run) => {
   program.command('cron')
     .summary('one scheduler pass: scheduled backups and retention for every server')
-    .description('Make one pass over every server of the config file (or the SERVERs named): check that its store is\n' +
-      'reachable; take a backup when backup_schedule (5-field cron, host time zone) has fired since the last\n' +
-      'backup began; apply the retention policy when retention_policy is set (retention_policy_mode = auto).\n' +
-      'Backups and retention run under leases in the store (locks/), so two schedulers on two hosts never\n' +
-      'overlap on a server. A failure on one server does not stop the others. Exit 0 when every step\n' +
-      'succeeded or had nothing to do, 5 when a lease was held by another run, 1 when a step failed.\n' +
+    .description('Make one pass over every server of the config file (or the SERVERs named): check that its store is ' +
+      'reachable; take a backup when backup_schedule (5-field cron, host time zone) has fired since the last ' +
+      'backup began; apply the retention policy when retention_policy is set (retention_policy_mode = auto). ' +
+      'Backups and retention run under leases in the store (locks/), so two schedulers on two hosts never ' +
+      'overlap on a server. A failure on one server does not stop the others. Exit 0 when every step ' +
+      'succeeded or had nothing to do, 5 when a lease was held by another run, 1 when a step failed. ' +
       'Run it every minute from cron or a Kubernetes CronJob, or run `cloudbarman daemon` instead.')
     .argument('[servers...]', 'only these servers (default: every [section] of the config file)')
     .action(run('cron', async (output: Output, ...args: unknown[]) => {

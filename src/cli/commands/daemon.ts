@@ -7,9 +7,9 @@ import { badInput } from '../../core/errors.ts';
 export const registerDaemon: Register = (program, run) => {
   program.command('daemon')
     .summary('run scheduler passes forever (cron in a loop)')
-    .description('Run what `cron` does in a loop, one pass every --interval seconds (default 60), re-reading the\n' +
-      'config file at each pass. SIGTERM or SIGINT stops it gracefully: no new step starts, a running backup\n' +
-      'is interrupted and marked FAILED, leases are released, and it exits 0. Failures of a pass are logged\n' +
+    .description('Run what `cron` does in a loop, one pass every --interval seconds (default 60), re-reading the ' +
+      'config file at each pass. SIGTERM or SIGINT stops it gracefully: no new step starts, a running backup ' +
+      'is interrupted and marked FAILED, leases are released, and it exits 0. Failures of a pass are logged ' +
       'and the next pass tries again. Meant for a systemd service or a Kubernetes Deployment.')
     .argument('[servers...]', 'only these servers (default: every [section] of the config file)')
     .option('--interval <seconds>', 'seconds between the starts of two passes', '60')

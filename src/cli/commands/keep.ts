@@ -7,11 +7,10 @@ import { CloudbarmanError, badInput } from '../../core/errors.ts';
 export const registerKeep: Register = (program, run) => {
   addConfigFlags(program.command('keep')
     .summary('keep a backup out of retention, or release it')
-    .description('Mark a DONE backup so that retention never deletes it, as Barman\'s keep does.\n' +
-      '  --target full        keep the backup and all WAL from its start on: it stays a starting point for PITR\n' +
-      '  --target standalone  keep the backup and only the WAL that makes it consistent (begin to end WAL)\n' +
-      '  --release            remove the mark; retention then treats the backup like any other\n' +
-      '  --status             print the mark: full, standalone or nokeep')
+    .description('Mark a DONE backup so that retention never deletes it, as Barman\'s keep does. ' +
+      '--target full keeps the backup and all WAL from its start on, so it stays a starting point for ' +
+      'point-in-time recovery; --target standalone keeps the backup and only the WAL that makes it consistent. ' +
+      '--release removes the mark; --status prints it (full, standalone or nokeep).')
     .argument('<server>', 'server name: a [section] of the config file')
     .argument('<backup_id>', 'backup id, or latest')
     .option('--target <target>', 'full or standalone')
