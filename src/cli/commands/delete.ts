@@ -16,7 +16,7 @@ export const registerDelete: Register = (program, run) => {
     .description('Delete one backup, and the WAL that only it needed: when it is the oldest DONE backup, the WAL ' +
       'before the next backup\'s start goes too. The catalog entry is marked DELETING first and removed last, ' +
       'so an interrupted delete stays visible; run it again to finish it. A kept backup (see keep) is refused.\n\n' +
-      'With --retention instead of a backup id, apply retention_policy, minimum_redundancy, keep_daily/weekly/ ' +
+      'With --retention instead of a backup id, apply retention_policy, minimum_redundancy, keep_daily/weekly/' +
       'monthly/yearly and keep annotations: obsolete WAL first, then obsolete backups oldest first. It takes the ' +
       'server\'s retention lease (exit 5 when another run holds it), deletes nothing when any listing failed, ' +
       'and is safe to re-run after an interruption. --dry-run prints the plan with a reason for every verdict.')
