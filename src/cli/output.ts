@@ -60,7 +60,7 @@ export function reportFailure(output: Pick<Output, 'format' | 'verbosity' | 'com
     }
     if (!(error instanceof CloudbarmanError) && error instanceof Error && error.stack) err(error.stack);
   }
-  if (output.format === 'json') {
+  if (output.format === 'json' && !failure.resultPrinted) {
     out(`${JSON.stringify({ error: { kind: failure.kind, message: failure.message, hint: failure.hint ?? null, exit_code: code } }, null, 2)}\n`);
   }
   return code;

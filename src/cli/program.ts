@@ -14,6 +14,7 @@ import { registerList } from './commands/list.ts';
 import { registerShow } from './commands/show.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerKeep } from './commands/keep.ts';
+import { registerCheck } from './commands/check.ts';
 import { registerCron } from './commands/cron.ts';
 import { registerDaemon } from './commands/daemon.ts';
 import { registerRestore } from './commands/restore.ts';
@@ -88,6 +89,7 @@ const COMMANDS: ReadonlyArray<readonly [string, Register]> = [
   ['restore', registerRestore],
   ['wal-upload', registerWalUpload],
   ['wal-restore', registerWalRestore],
+  ['check', registerCheck],
   ['cron', registerCron],
   ['daemon', registerDaemon],
 ];

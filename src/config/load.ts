@@ -111,6 +111,7 @@ export interface ServerConfig {
   keepWeekly: number;
   keepMonthly: number;
   keepYearly: number;
+  lastBackupMaximumAgeMs?: number;
   slotName?: string;
   streamingArchiver: boolean;
   streamingArchiverName: string;
@@ -123,6 +124,8 @@ export interface ServerConfig {
   snapshotZone?: string;
   snapshotGcpProject?: string;
   snapshotEndpointUrl?: string;
+  snapshotTimeoutMs: number;
+  snapshotLocalDirectory?: string;
   retryTimeoutMs: number;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
@@ -179,6 +182,7 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   keep_weekly: 'keepWeekly',
   keep_monthly: 'keepMonthly',
   keep_yearly: 'keepYearly',
+  last_backup_maximum_age: 'lastBackupMaximumAgeMs',
   slot_name: 'slotName',
   streaming_archiver: 'streamingArchiver',
   streaming_archiver_name: 'streamingArchiverName',
@@ -190,6 +194,8 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   snapshot_zone: 'snapshotZone',
   snapshot_gcp_project: 'snapshotGcpProject',
   snapshot_endpoint_url: 'snapshotEndpointUrl',
+  snapshot_timeout: 'snapshotTimeoutMs',
+  snapshot_local_directory: 'snapshotLocalDirectory',
   retry_timeout: 'retryTimeoutMs',
   connect_timeout: 'connectTimeoutMs',
   request_timeout: 'requestTimeoutMs',
@@ -544,6 +550,7 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     keepWeekly: num('keep_weekly'),
     keepMonthly: num('keep_monthly'),
     keepYearly: num('keep_yearly'),
+    lastBackupMaximumAgeMs: get('last_backup_maximum_age') as number | undefined,
     slotName: str('slot_name'),
     streamingArchiver: bool('streaming_archiver'),
     streamingArchiverName: required('streaming_archiver_name'),
@@ -555,6 +562,8 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     snapshotZone: str('snapshot_zone'),
     snapshotGcpProject: str('snapshot_gcp_project'),
     snapshotEndpointUrl: str('snapshot_endpoint_url'),
+    snapshotTimeoutMs: num('snapshot_timeout'),
+    snapshotLocalDirectory: str('snapshot_local_directory'),
     retryTimeoutMs: num('retry_timeout'),
     connectTimeoutMs: num('connect_timeout'),
     requestTimeoutMs: num('request_timeout'),

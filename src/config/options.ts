@@ -155,6 +155,7 @@ const TABLE = [
   { name: 'keep_weekly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N ISO weeks that have one' },
   { name: 'keep_monthly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N months that have one' },
   { name: 'keep_yearly', type: 'int', min: 0, default: '0', description: 'also keep the newest backup of each of the last N years that have one' },
+  { name: 'last_backup_maximum_age', type: 'seconds', min: 1, description: "check fails when the newest DONE backup is older than this (Barman's option), e.g. 1 DAYS or 26h" },
 
   // --- streaming WAL
   {
@@ -177,6 +178,18 @@ const TABLE = [
   { name: 'snapshot_zone', type: 'string', description: 'zone of the instance and disks' },
   { name: 'snapshot_gcp_project', type: 'string', description: 'Google Cloud project of the instance' },
   { name: 'snapshot_endpoint_url', type: 'url', schemes: ['http:', 'https:'], description: 'custom endpoint of the compute API that takes snapshots (private endpoints, test servers)' },
+  {
+    name: 'snapshot_timeout',
+    type: 'seconds',
+    min: 1,
+    default: '1d',
+    description: 'how long backup waits for its snapshots to be taken and completed, and restore for a disk to be created or attached',
+  },
+  {
+    name: 'snapshot_local_directory',
+    type: 'path',
+    description: 'snapshot_provider local: where snapshots are kept (default: .snapshots in a file:// destination)',
+  },
 
   // --- WAL archiving and restore (docs/wal.md)
   {

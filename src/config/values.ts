@@ -97,14 +97,21 @@ const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
   min: 60_000,
   h: 3_600_000,
   d: 86_400_000,
+  // Barman's spelling, for last_backup_maximum_age and friends: "1 DAYS", "2 WEEKS", "1 MONTH" (31 days, as in Barman).
+  day: 86_400_000,
+  days: 86_400_000,
+  week: 7 * 86_400_000,
+  weeks: 7 * 86_400_000,
+  month: 31 * 86_400_000,
+  months: 31 * 86_400_000,
 };
 
-/** A duration in PostgreSQL's units: "30" (seconds), "30s", "500ms", "5min", "2h", "1d". Returns milliseconds; limits are in seconds. */
+/** A duration in PostgreSQL's units ("30" seconds, "30s", "500ms", "5min", "2h", "1d") or Barman's ("1 DAYS", "2 WEEKS", "1 MONTHS"). Returns milliseconds; limits are in seconds. */
 export function parseSeconds(text: string, minSeconds?: number, maxSeconds?: number): Parsed<number> {
   const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
   const factor = match === null ? undefined : DURATION_UNITS_MS[(match[2] ?? '').toLowerCase()];
   if (match === null || factor === undefined) {
-    return fail('is not a duration', 'give seconds, or a whole number with a unit: ms, s, min, h, d, e.g. 30s');
+    return fail('is not a duration', 'give seconds, or a whole number with a unit: ms, s, min, h, d, or DAYS, WEEKS, MONTHS as Barman writes them, e.g. 30s or 1 DAYS');
   }
   const ms = Number(match[1]) * factor;
   if (!Number.isSafeInteger(ms)) return fail('is too large');

@@ -18,11 +18,17 @@ export class CloudbarmanError extends Error {
   readonly kind: FailureKind;
   /** What the operator can do about it; one sentence. */
   readonly hint: string | undefined;
+  /**
+   * The command already printed its result document, which says what failed (check, cron): the
+   * CLI then prints no second JSON document, only the line on stderr, and exits with the code.
+   */
+  readonly resultPrinted: boolean;
 
-  constructor(kind: FailureKind, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  constructor(kind: FailureKind, message: string, options: { hint?: string; cause?: unknown; resultPrinted?: boolean } = {}) {
     super(message, { cause: options.cause });
     this.kind = kind;
     this.hint = options.hint;
+    this.resultPrinted = options.resultPrinted ?? false;
   }
 }
 

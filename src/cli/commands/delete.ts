@@ -89,7 +89,7 @@ async function deleteByRetention(cfg: ServerConfig, store: ObjectStore, output: 
       `deleted ${outcome.backupsDeleted.length} backups${outcome.backupsDeleted.length > 0 ? ` (${outcome.backupsDeleted.join(', ')})` : ''} and ${outcome.walDeleted} WAL objects`;
     output.result({ dry_run: false, plan: planned.plan, deleted_backups: outcome.backupsDeleted, deleted_wal: outcome.walDeleted }, [formatPlan(planned.plan), done]);
     if (planned.plan.listingErrors.length > 0) {
-      throw new CloudbarmanError('failed', `retention of ${cfg.server} deleted nothing: ${planned.plan.listingErrors[0] ?? 'a listing failed'}`, { hint: 'fix the unreadable objects named above, then run it again' });
+      throw new CloudbarmanError('failed', `retention of ${cfg.server} deleted nothing: ${planned.plan.listingErrors[0] ?? 'a listing failed'}`, { hint: 'fix the unreadable objects named above, then run it again', resultPrinted: true });
     }
   });
 }

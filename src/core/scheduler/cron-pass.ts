@@ -101,18 +101,21 @@ async function serverPass(tasks: ServerTasks, now: () => Date, signal: AbortSign
   }
 }
 
-/** The exit kind of a pass: locked when a lease was held elsewhere and nothing else failed, failed on any failure. */
+/**
+ * The exit kind of a pass: locked when a lease was held elsewhere and nothing else failed, failed on
+ * any failure. The reports were printed as the result, so the error does not print a second document.
+ */
 export function passFailure(reports: readonly StepReport[]): CloudbarmanError | undefined {
   const failed = reports.filter((r) => r.outcome === 'failed');
   const locked = reports.filter((r) => r.outcome === 'locked');
   if (failed.length > 0) {
     return new CloudbarmanError('failed', `${failed.length} step(s) failed: ${failed.map((r) => `${r.server} ${r.step}`).join(', ')}`, {
-      hint: 'the lines above say what failed and why; the next pass tries again',
+      hint: 'the lines above say what failed and why; the next pass tries again', resultPrinted: true,
     });
   }
   if (locked.length > 0) {
     return new CloudbarmanError('locked', `${locked.map((r) => `${r.server} ${r.step}`).join(', ')}: held by another run`, {
-      hint: 'another scheduler is working on these servers; this pass left them alone',
+      hint: 'another scheduler is working on these servers; this pass left them alone', resultPrinted: true,
     });
   }
   return undefined;

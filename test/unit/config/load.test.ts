@@ -110,6 +110,7 @@ describe('loadServerConfig: the seed example', () => {
       connectTimeoutMs: 10_000,
       requestTimeoutMs: 120_000,
       walArchiveTimeoutMs: 300_000,
+      snapshotTimeoutMs: 86_400_000,
       archiveBatchSize: 32,
       archiveParallel: 4,
       restorePrefetch: 16,
@@ -144,6 +145,7 @@ keep_daily = 7
 keep_weekly = 4
 keep_monthly = 12
 keep_yearly = 3
+last_backup_maximum_age = 1 DAYS
 backup_compression = lz4
 parallel_jobs = 8
 part_size = 16MB
@@ -156,6 +158,8 @@ snapshot_disks = d1,d2
 snapshot_zone = europe-west1-b
 snapshot_gcp_project = proj
 snapshot_endpoint_url = http://127.0.0.1:9999
+snapshot_timeout = 2h
+snapshot_local_directory = /srv/snapshots
 retry_timeout = 5min
 connect_timeout = 3s
 request_timeout = 1h
@@ -175,9 +179,11 @@ spool_directory = /var/spool/cloudbarman
     assert.equal(cfg.requestTimeoutMs, 3_600_000);
     assert.equal(cfg.walArchiveTimeoutMs, 600_000);
     assert.deepEqual(cfg.snapshotDisks, ['d1', 'd2']);
+    assert.equal(cfg.snapshotTimeoutMs, 7_200_000);
     assert.equal(cfg.s3ForcePathStyle, false);
     assert.equal(cfg.backupCompression, 'lz4');
     assert.equal(cfg.azureAccessTier, 'Cool');
+    assert.equal(cfg.lastBackupMaximumAgeMs, 86_400_000);
   });
 
   it('passes each provider only its own settings, with tags parsed', async () => {
