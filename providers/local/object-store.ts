@@ -128,6 +128,9 @@ export class LocalObjectStore implements ObjectStore {
     const base = slash >= 0 ? prefix.slice(0, slash) : '';
     const keys: string[] = [];
     await this.#walk(base, prefix, keys);
+    // An empty listing of a root that does not exist is a missing container, as on the clouds,
+    // not "no backups": a typo in the destination must not look like an empty archive.
+    if (keys.length === 0) await this.#assertRootExists();
     keys.sort();
     const after = options.pageToken;
     const from = after === undefined ? 0 : keys.findIndex((k) => k > after);
@@ -166,6 +169,16 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+
+  async #assertRootExists(): Promise<void> {
+    try {
+      if ((await stat(this.#root)).isDirectory()) return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw toStoreError(err, this.url);
+    }
+    throw new StoreError('container-not-found', `directory ${this.#root} does not exist`, { target: this.url });
+  }
 
   /** The root is the bucket: it must exist (we never create it, so a typo cannot start a new archive). */
   async #ensureRoot(): Promise<void> {

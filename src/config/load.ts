@@ -402,7 +402,8 @@ function readSection(section: IniSection, file: IniDocument, kind: 'server' | 'g
 function parseOrThrow(spec: OptionSpec, text: string, prefix: string): Value {
   const parsed = parseValue(spec, text);
   if (parsed.ok) return parsed.value;
-  const shown = spec.secret === true ? '<hidden>' : JSON.stringify(text);
+  // A URL's user:password@ is a secret however the option is declared: never echo it.
+  const shown = spec.secret === true ? '<hidden>' : JSON.stringify(spec.type === 'url' ? text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@') : text);
   throw badInput(`${prefix}: ${shown} ${parsed.problem}`, parsed.hint ?? `${spec.name} is ${spec.description}`);
 }
 

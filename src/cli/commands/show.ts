@@ -17,10 +17,15 @@ export const registerShow: Register = (program, run) => {
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
       const store = await openStore(cfg, output.log);
       try {
-        const { backups, keeps } = await listBackups(store, cfg.server);
+        const { backups, keeps, unreadable } = await listBackups(store, cfg.server);
+        const damaged = unreadable.find((u) => u.id === id);
+        if (damaged !== undefined) {
+          throw new CloudbarmanError('integrity', `backup ${id} of ${cfg.server} cannot be read: ${damaged.error}`, { hint: 'the catalog entry is damaged or from a newer cloudbarman; upgrade, or delete the backup' });
+        }
         const backup = id === 'latest' ? backups.filter((b) => b.status === 'DONE').at(-1) : backups.find((b) => b.id === id);
         if (backup === undefined) {
-          throw new CloudbarmanError('failed', id === 'latest' ? `${cfg.server} has no DONE backup in ${store.url}` : `backup ${id} of ${cfg.server} is not in ${store.url}`, {
+          // An id that is not there is bad input (exit 3), as for delete and keep; no DONE backup at all is a failure (exit 1).
+          throw new CloudbarmanError(id === 'latest' ? 'failed' : 'bad-input', id === 'latest' ? `${cfg.server} has no DONE backup in ${store.url}` : `backup ${id} of ${cfg.server} is not in ${store.url}`, {
             hint: `\`cloudbarman list ${cfg.server}\` shows the backups there are`,
           });
         }
