@@ -9,16 +9,51 @@ import { loadServerConfig, toStoreOptions, type ServerConfig } from '../config/l
 import { configFlagsFrom, type FlagRenames } from './config-flags.ts';
 import { storeFailure } from '../core/store/store-failure.ts';
 import type { Logger } from '../core/log.ts';
+import { stat } from 'node:fs/promises';
+
+/** Where config warnings go: the running command's log (set by the CLI's run wrapper). */
+let warn: (message: string) => void = () => undefined;
+const warnedFiles = new Set<string>();
+
+/** Routes this module's warnings to the command's log. */
+export function setContextLogger(log: Logger): void {
+  warn = (message) => log.warn(message);
+}
 
 /** Resolves SERVER's config from -c/env/flags; renames: the command's own flag spellings (backup --compression). */
 export async function loadConfig(server: string, opts: Record<string, unknown>, renames: FlagRenames = {}): Promise<ServerConfig> {
   const configPath = typeof opts['config'] === 'string' ? opts['config'] : undefined;
-  return loadServerConfig(server, {
+  const cfg = await loadServerConfig(server, {
     ...(configPath === undefined ? {} : { configPath }),
     env: process.env,
     flags: configFlagsFrom(opts, renames),
     flagRenames: renames,
   });
+  await warnAboutReadableSecrets(cfg);
+  return cfg;
+}
+
+/**
+ * A config file that holds a password and that every user may read gets a warning (once per
+ * file): the fix is a mode of 640 with the postgres group, or ~/.pgpass for the password.
+ */
+async function warnAboutReadableSecrets(cfg: ServerConfig): Promise<void> {
+  const file = cfg.configFile;
+  if (file === undefined || warnedFiles.has(file)) return;
+  const inFile = (['conninfo', 'streaming_conninfo'] as const).filter((name) => {
+    const value = name === 'conninfo' ? cfg.conninfo : cfg.streamingConninfo;
+    return cfg.origins[name] === 'file' && value !== undefined && /(^|\s|[?&])password\s*=/i.test(value);
+  });
+  if (inFile.length === 0) return;
+  warnedFiles.add(file);
+  try {
+    const { mode } = await stat(file);
+    if ((mode & 0o004) !== 0) {
+      warn(`config file ${file} holds a password (${inFile.join(', ')}) and every user on this host may read it: chmod 640 it (owner and the postgres group), or move the password to ~/.pgpass`);
+    }
+  } catch {
+    // It was just read; a file that vanished since has nothing left to warn about.
+  }
 }
 
 /** Opens the server's store, wrapped in the one retry policy. */

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CloudbarmanError } from '../core/errors.ts';
 import { EXIT_CODE_DOC } from './exit-codes.ts';
+import { setContextLogger } from './context.ts';
 import { createOutput, reportFailure, type Output, type OutputFormat, type Verbosity } from './output.ts';
 import { registerWalUpload } from './commands/wal-upload.ts';
 import { registerWalRestore } from './commands/wal-restore.ts';
@@ -53,6 +54,7 @@ export async function runCli(argv: string[]): Promise<number> {
     const globals = command.optsWithGlobals<GlobalOptions & Record<string, unknown>>();
     const verbosity: Verbosity = globals.verbose ? 'verbose' : globals.quiet ? 'quiet' : 'normal';
     const output = createOutput(name, globals.format, verbosity);
+    setContextLogger(output.log);
     try {
       await action(output, ...args.slice(0, -1));
     } catch (err) {
