@@ -57,11 +57,11 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:https';
-import type { Socket } from 'node:net';
 import { handleRequest } from './routes.ts';
 import type { ServerContext } from './routes.ts';
 import { AzureComputeState } from './state.ts';
 import { makeSelfSignedCertificate } from './tls.ts';
+import { listenOnLoopback } from '../loopback-server.ts';
 
 export { API_VERSIONS } from './api-versions.ts';
 export { AzureComputeState } from './state.ts';
@@ -111,38 +111,18 @@ export async function startAzureComputeServer(options: AzureComputeServerOptions
   const { certificate, privateKey } = makeSelfSignedCertificate();
   const ctx: ServerContext = { state, token, endpoint: '' };
 
-  const sockets = new Set<Socket>();
   const server = createServer({ cert: certificate, key: privateKey }, (req, res) => {
     void handleRequest(ctx, req, res);
   });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error(`Azure Compute test server: unexpected address ${String(address)}`);
-  ctx.endpoint = `https://127.0.0.1:${address.port}`;
+  const listener = await listenOnLoopback(server, 'Azure Compute test server', () => { state.clear(); });
+  ctx.endpoint = `https://127.0.0.1:${listener.port}`;
 
-  let stopped: Promise<void> | undefined;
   return {
     endpoint: ctx.endpoint,
     token,
     ca: certificate,
     subscriptionId: state.subscriptionId,
     state,
-    stop: () =>
-      (stopped ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Keep-alive connections would hold close() open: end them now.
-        for (const socket of sockets) socket.destroy();
-        state.clear();
-      })),
+    stop: () => listener.stop(),
   };
 }

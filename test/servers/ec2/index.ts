@@ -50,7 +50,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { HANDLERS } from './actions.ts';
 import type { ActionContext } from './actions.ts';
 import { verifySignature } from './auth.ts';
@@ -60,6 +59,7 @@ import { Params } from './params.ts';
 import { ACTIONS, Ec2State } from './state.ts';
 import type { Ec2Action, Ec2Fault } from './state.ts';
 import { API_VERSION, errorDocument, responseDocument } from './xml.ts';
+import { listenOnLoopback } from '../loopback-server.ts';
 
 export { signRequest } from './auth.ts';
 export { Ec2State } from './state.ts';
@@ -127,38 +127,18 @@ export async function startEc2Server(opts: Ec2ServerOptions = {}): Promise<Ec2Se
   });
   const ctx: ActionContext = { state, tokenKey: randomBytes(32) };
 
-  const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
     void handle(scope, ctx, req, res);
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error(`EC2 test server: unexpected address ${String(address)}`);
+  const listener = await listenOnLoopback(server, 'EC2 test server', () => { state.clear(); });
 
-  let stopped: Promise<void> | undefined;
   return {
-    endpoint: `http://127.0.0.1:${address.port}`,
+    endpoint: `http://127.0.0.1:${listener.port}`,
     region,
     accessKeyId: scope.accessKeyId,
     secretAccessKey: scope.secretAccessKey,
     state,
-    stop: () =>
-      (stopped ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Keep-alive connections would hold close() open: end them now.
-        for (const socket of sockets) socket.destroy();
-        state.clear();
-      })),
+    stop: () => listener.stop(),
   };
 }
 

@@ -52,12 +52,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { Socket } from 'node:net';
 import { Authenticator } from './auth.ts';
 import { UploadSessions } from './resumable.ts';
 import { handleRequest } from './routes.ts';
 import type { ServerContext } from './routes.ts';
 import { GcsStore } from './store.ts';
+import { listenOnLoopback } from '../loopback-server.ts';
 
 export { makeServiceAccountKeyFile } from './service-account.ts';
 export type { ServiceAccountKeyFile } from './service-account.ts';
@@ -88,27 +88,13 @@ export async function startGcsServer(
   const ctx: ServerContext = { store, sessions, auth, endpoint: '', tokenKey: randomBytes(32) };
   for (const name of opts.buckets ?? []) store.createBucket(name);
 
-  const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
     void handleRequest(ctx, req, res);
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error(`GCS test server: unexpected address ${String(address)}`);
-  ctx.endpoint = `http://127.0.0.1:${address.port}`;
+  const listener = await listenOnLoopback(server, 'GCS test server', () => { store.clear(); sessions.clear(); });
+  ctx.endpoint = `http://127.0.0.1:${listener.port}`;
   auth.setTokenUri(`${ctx.endpoint}/token`);
 
-  let stopped: Promise<void> | undefined;
   return {
     endpoint: ctx.endpoint,
     createBucket(name: string): void {
@@ -117,13 +103,6 @@ export async function startGcsServer(
     trustServiceAccountKey(email: string, keyId: string, publicKeyPem: string): void {
       auth.trust(email, keyId, publicKeyPem);
     },
-    stop: () =>
-      (stopped ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Keep-alive and half-finished connections would hold close() open: end them now.
-        for (const socket of sockets) socket.destroy();
-        store.clear();
-        sessions.clear();
-      })),
+    stop: () => listener.stop(),
   };
 }
