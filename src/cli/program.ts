@@ -10,6 +10,7 @@ import { setContextLogger } from './context.ts';
 import { createOutput, reportFailure, type Output, type OutputFormat, type Verbosity } from './output.ts';
 import { registerWalUpload } from './commands/wal-upload.ts';
 import { registerWalRestore } from './commands/wal-restore.ts';
+import { registerReceiveWal } from './commands/receive-wal.ts';
 import { registerBackup } from './commands/backup.ts';
 import { registerList } from './commands/list.ts';
 import { registerShow } from './commands/show.ts';
@@ -19,6 +20,7 @@ import { registerCheck } from './commands/check.ts';
 import { registerCron } from './commands/cron.ts';
 import { registerDaemon } from './commands/daemon.ts';
 import { registerRestore } from './commands/restore.ts';
+import { registerVerify } from './commands/verify.ts';
 
 declare const CLOUDBARMAN_VERSION: string | undefined;
 
@@ -91,7 +93,9 @@ const COMMANDS: ReadonlyArray<readonly [string, Register]> = [
   ['restore', registerRestore],
   ['wal-upload', registerWalUpload],
   ['wal-restore', registerWalRestore],
+  ['receive-wal', registerReceiveWal],
   ['check', registerCheck],
+  ['verify', registerVerify],
   ['cron', registerCron],
   ['daemon', registerDaemon],
 ];

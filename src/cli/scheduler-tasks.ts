@@ -30,7 +30,14 @@ export async function serverTasks(server: string, opts: Record<string, unknown>,
         import('../core/retention/apply-retention.ts'), import('./retention-rules.ts')]);
       const planned = await planServerRetention(store, cfg.server, rulesFromConfig(cfg), now());
       if (planned.plan.listingErrors.length > 0) throw new Error(`nothing deleted: ${planned.plan.listingErrors.join('; ')}`);
-      const outcome = await applyRetention(store, planned, log, signal);
+      const { snapshotDeleter } = await import('./open-snapshotter.ts');
+      const snaps = snapshotDeleter(cfg);
+      let outcome;
+      try {
+        outcome = await applyRetention(store, planned, log, signal, { deleteSnapshot: snaps.deleteSnapshot });
+      } finally {
+        await snaps.close();
+      }
       return `deleted ${outcome.backupsDeleted.length} backups${outcome.backupsDeleted.length > 0 ? ` (${outcome.backupsDeleted.join(', ')})` : ''} and ${outcome.walDeleted} WAL objects`;
     },
     close: () => store.close(),

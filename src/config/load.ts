@@ -116,6 +116,12 @@ export interface ServerConfig {
   streamingArchiver: boolean;
   streamingArchiverName: string;
   streamingBackupName: string;
+  /** Root of receive-wal's local directories (a folder per server); unset = receive-wal/ in the server's spool folder. */
+  receiveWalDirectory?: string;
+  /** How often receive-wal uploads the growing segment as .partial; 0 = only when stopping. */
+  receiveWalPartialIntervalMs: number;
+  /** Whether receive-wal's flush position follows the store (on), local disk (off), or synchronous_standby_names (auto). */
+  receiveWalSynchronous: 'auto' | 'on' | 'off';
   /** A validated 5-field cron expression; cronSchedule (values.ts) turns it into a croner schedule. */
   backupSchedule?: string;
   snapshotProvider?: ProviderName;
@@ -187,6 +193,9 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   streaming_archiver: 'streamingArchiver',
   streaming_archiver_name: 'streamingArchiverName',
   streaming_backup_name: 'streamingBackupName',
+  receive_wal_directory: 'receiveWalDirectory',
+  receive_wal_partial_interval: 'receiveWalPartialIntervalMs',
+  receive_wal_synchronous: 'receiveWalSynchronous',
   backup_schedule: 'backupSchedule',
   snapshot_provider: 'snapshotProvider',
   snapshot_instance: 'snapshotInstance',
@@ -556,6 +565,9 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     streamingArchiver: bool('streaming_archiver'),
     streamingArchiverName: required('streaming_archiver_name'),
     streamingBackupName: required('streaming_backup_name'),
+    receiveWalDirectory: str('receive_wal_directory'),
+    receiveWalPartialIntervalMs: num('receive_wal_partial_interval'),
+    receiveWalSynchronous: required('receive_wal_synchronous') as ServerConfig['receiveWalSynchronous'],
     backupSchedule: str('backup_schedule'),
     snapshotProvider: str('snapshot_provider') as ProviderName | undefined,
     snapshotInstance: str('snapshot_instance'),

@@ -167,6 +167,25 @@ const TABLE = [
   { name: 'streaming_archiver', type: 'bool', default: 'off', description: 'stream WAL with receive-wal (run by daemon)' },
   { name: 'streaming_archiver_name', type: 'string', default: 'cloudbarman_receive_wal', description: 'application_name of the WAL streaming connection' },
   { name: 'streaming_backup_name', type: 'string', default: 'cloudbarman_streaming_backup', description: 'application_name of the backup_method postgres connection' },
+  {
+    name: 'receive_wal_directory',
+    type: 'path',
+    description: 'where receive-wal writes WAL as it arrives, until it is stored, one folder per server (default: receive-wal/ in the spool folder of the server)',
+  },
+  {
+    name: 'receive_wal_partial_interval',
+    type: 'seconds',
+    min: 0,
+    default: '60',
+    description: 'how often receive-wal uploads the segment being written, as its .partial object; 0: only when it stops',
+  },
+  {
+    name: 'receive_wal_synchronous',
+    type: 'enum',
+    values: ['auto', 'on', 'off'],
+    default: 'auto',
+    description: 'receive-wal reports as flushed only WAL stored in the store (on), or fsynced locally (off); auto: on when synchronous_standby_names names streaming_archiver_name, as Barman decides',
+  },
 
   // --- scheduling
   { name: 'backup_schedule', type: 'cron', flag: false, description: 'when cron/daemon take a backup: 5-field cron, e.g. 0 3 * * *' },
@@ -214,7 +233,7 @@ const TABLE = [
     min: 0,
     max: 1024,
     default: '16',
-    description: 'WAL segments wal-restore downloads ahead of recovery in a background process; disk use is at most this many segments; 0 turns prefetch off',
+    description: 'WAL segments wal-restore downloads ahead of recovery in a background process; the spool holds at most this many plus the one being handed over; 0 turns prefetch off',
   },
   {
     name: 'spool_directory',

@@ -12,18 +12,22 @@ export const registerBackup: Register = (program, run) => {
     .summary('take a base backup')
     .description('Take a base backup of SERVER into its destination: the data directory (pgdata) read on this host ' +
       'between pg_backup_start and pg_backup_stop, in compressed parts uploaded --jobs at a time, pg_control last. ' +
-      'The backup is DONE only once the WAL it needs is archived (wal_archive_timeout). An interrupted or failed ' +
-      'backup is marked FAILED, and one killed outright stays STARTED: neither is ever used as a backup.')
+      'With --method snapshot (run on the database instance): snapshots of snapshot_disks of snapshot_instance, ' +
+      'which must hold pgdata and every tablespace, started inside the backup; backup mode ends as soon as their ' +
+      'points in time are fixed, and backup_label, tablespace_map and the snapshot ids go to the destination ' +
+      '(docs/snapshots.md). The backup is DONE only once the WAL it needs is archived (wal_archive_timeout) and ' +
+      'every snapshot is complete (snapshot_timeout). An interrupted or failed backup is marked FAILED, its ' +
+      'snapshots deleted, and one killed outright stays STARTED: neither is ever used as a backup.')
     .argument('<server>', 'server name: a [section] of the config file')
     .option('--name <name>', 'label of the backup (pg_backup_start\'s label; default "cloudbarman <id>")'), BACKUP_FLAG_RENAMES)
     .action(run('backup', async (output: Output, ...args: unknown[]) => {
       const [server, opts] = args as [string, Record<string, unknown>];
       const globals = { ...program.opts(), ...opts };
-      const [{ loadConfig, openStore }, { runBackup, requireLocalSettings }] = await Promise.all([
+      const [{ loadConfig, openStore }, { runBackup, requireBackupSettings }] = await Promise.all([
         import('../context.ts'), import('../run-backup.ts'),
       ]);
       const cfg = await loadConfig(server, globals, BACKUP_FLAG_RENAMES);
-      requireLocalSettings(cfg);
+      requireBackupSettings(cfg);
 
       const interrupt = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
@@ -52,6 +56,15 @@ export const registerBackup: Register = (program, run) => {
 };
 
 function summary(info: BackupInfo, seconds: number): string[] {
+  if (info.method === 'snapshot') {
+    return [
+      `backup ${info.id} ${info.status}`,
+      `  server ${info.server}, PostgreSQL ${info.pg_version ?? '?'}, timeline ${info.timeline ?? '?'}`,
+      `  LSN ${info.begin_lsn ?? '?'} .. ${info.end_lsn ?? '?'} (WAL ${info.begin_wal ?? '?'} .. ${info.end_wal ?? '?'})`,
+      ...(info.snapshots ?? []).map((s) => `  snapshot ${s.id} of ${s.disk_name} (${s.contents.join(', ') || 'mounted'} at ${s.mount_point})`),
+      `  ${seconds.toFixed(1)} s`,
+    ];
+  }
   return [
     `backup ${info.id} ${info.status}`,
     `  server ${info.server}, PostgreSQL ${info.pg_version ?? '?'}, timeline ${info.timeline ?? '?'}`,

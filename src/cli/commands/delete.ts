@@ -66,7 +66,14 @@ async function deleteOne(cfg: ServerConfig, store: ObjectStore, id: string, outp
     output.result({ dry_run: true, backup: id, wal: plan.wal, wal_reason: plan.walReason }, [...summary, ...plan.wal.map((w) => `  ${w.key}`), '(dry run: nothing deleted)']);
     return;
   }
-  const { objects } = await applyBackupDeletion(store, plan, output.log);
+  const { snapshotDeleter } = await import('../open-snapshotter.ts');
+  const snaps = snapshotDeleter(cfg);
+  let objects: number;
+  try {
+    ({ objects } = await applyBackupDeletion(store, plan, output.log, { deleteSnapshot: snaps.deleteSnapshot }));
+  } finally {
+    await snaps.close();
+  }
   output.result({ dry_run: false, backup: id, deleted_objects: objects, wal: plan.wal, wal_reason: plan.walReason }, [...summary, `deleted ${objects} objects`]);
 }
 
@@ -84,7 +91,14 @@ async function deleteByRetention(cfg: ServerConfig, store: ObjectStore, output: 
   const owner = { host: hostname(), pid: process.pid, command: 'delete --retention' };
   await withLease(store, cfg.server, 'retention', owner, { ...DEFAULT_LEASE_TIMING, now }, async (signal) => {
     const planned = await planServerRetention(store, cfg.server, rules, now());
-    const outcome = await applyRetention(store, planned, output.log, signal);
+    const { snapshotDeleter } = await import('../open-snapshotter.ts');
+    const snaps = snapshotDeleter(cfg);
+    let outcome;
+    try {
+      outcome = await applyRetention(store, planned, output.log, signal, { deleteSnapshot: snaps.deleteSnapshot });
+    } finally {
+      await snaps.close();
+    }
     const done = planned.plan.listingErrors.length > 0 ? 'nothing deleted: a listing failed' :
       `deleted ${outcome.backupsDeleted.length} backups${outcome.backupsDeleted.length > 0 ? ` (${outcome.backupsDeleted.join(', ')})` : ''} and ${outcome.walDeleted} WAL objects`;
     output.result({ dry_run: false, plan: planned.plan, deleted_backups: outcome.backupsDeleted, deleted_wal: outcome.walDeleted }, [formatPlan(planned.plan), done]);

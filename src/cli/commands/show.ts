@@ -37,10 +37,15 @@ export const registerShow: Register = (program, run) => {
           `  begin:             ${backup.begin_time}  lsn ${backup.begin_lsn ?? '-'}  wal ${backup.begin_wal ?? '-'}`,
           `  end:               ${backup.end_time ?? '-'}  lsn ${backup.end_lsn ?? '-'}  wal ${backup.end_wal ?? '-'}`,
           `  timeline:          ${backup.timeline ?? '-'}`,
-          `  size:              ${formatBytes(backup.size_bytes)} in ${backup.file_count} files`,
-          `  stored:            ${formatBytes(backup.stored_bytes)} in ${backup.part_count} parts (${backup.compression})`,
+          ...(backup.method === 'snapshot' ? [`  size:              ${formatBytes(backup.size_bytes)} of disks, in cloud snapshots`] : [
+            `  size:              ${formatBytes(backup.size_bytes)} in ${backup.file_count} files`,
+            `  stored:            ${formatBytes(backup.stored_bytes)} in ${backup.part_count} parts (${backup.compression})`,
+          ]),
           `  postgresql:        ${backup.pg_version ?? '-'}, system identifier ${backup.system_identifier ?? '-'}, data checksums ${backup.data_checksums === null ? '-' : backup.data_checksums ? 'on' : 'off'}`,
           `  tablespaces:       ${backup.tablespaces.length === 0 ? 'none' : backup.tablespaces.map((t) => `${t.name} (oid ${t.oid}) at ${t.location}`).join(', ')}`,
+          ...(backup.pgdata === undefined ? [] : [`  data directory:    ${backup.pgdata}`]),
+          ...(backup.snapshots === undefined ? [] : backup.snapshots.length === 0 ? ['  snapshots:         none'] : backup.snapshots.map((s, i) =>
+            `  ${i === 0 ? 'snapshots:' : '          '}         ${s.id} (${s.provider}) of disk ${s.disk_name} (${s.disk_id}${s.device === null ? '' : `, ${s.device}`}${s.zone === null ? '' : `, ${s.zone}`}) mounted at ${s.mount_point}${s.contents.length === 0 ? '' : `: ${s.contents.join(', ')}`}`)),
           `  keep:              ${keeps.get(backup.id)?.target ?? 'nokeep'}`,
           `  taken on:          ${backup.hostname} by cloudbarman ${backup.cloudbarman_version}`,
         ];

@@ -1,26 +1,41 @@
-/** `wal-upload SERVER WAL_PATH`: the archive_command. Maps options to uploadWal. */
+/** `wal-upload SERVER WAL_PATH`: the archive_command. Maps options to archiveWal. */
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
+import type { ObjectStore } from '../../../providers/object-store.ts';
 
 export const registerWalUpload: Register = (program, run) => {
   addConfigFlags(program.command('wal-upload')
     .summary('archive one WAL file (archive_command)')
     .description('Archive one WAL file: archive_command = \'cloudbarman wal-upload SERVER %p\'.\n' +
       'Exits 0 only once the file is durably stored. A file already archived with identical content is a success;\n' +
-      'different content under the same name exits 4 and nothing is overwritten.')
+      'different content under the same name exits 4 and nothing is overwritten.\n' +
+      'Each call also archives up to archive_batch_size - 1 other files PostgreSQL has marked .ready, and records\n' +
+      'them in the spool so that PostgreSQL\'s own calls for them return at once (docs/wal.md).')
     .argument('<server>', 'server name: a [section] of the config file')
     .argument('<wal_path>', 'path of the WAL file (%p)'))
     .action(run('wal-upload', async (output: Output, ...args: unknown[]) => {
       const [server, walPath, opts] = args as [string, string, Record<string, unknown>];
-      const [{ loadConfig, openStore }, { uploadWal }] = await Promise.all([import('../context.ts'), import('../../core/wal/wal-upload.ts')]);
+      const [{ loadConfig, openStore }, { archiveWal }] = await Promise.all([import('../context.ts'), import('../../core/wal/wal-batch-upload.ts')]);
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
-      const store = await openStore(cfg, output.log);
+      // Opened on first use: a file an earlier batch archived is confirmed without the store.
+      let store: Promise<ObjectStore> | undefined;
       try {
-        const result = await uploadWal({ store, server: cfg.server, walPath, compression: cfg.compression, log: output.log });
+        const result = await archiveWal({
+          server: cfg.server,
+          walPath,
+          compression: cfg.compression,
+          destination: cfg.destination,
+          batchSize: cfg.archiveBatchSize,
+          parallel: cfg.archiveParallel,
+          spoolDirectory: cfg.spoolDirectory,
+          getStore: () => (store ??= openStore(cfg, output.log)),
+          log: output.log,
+          now: () => new Date(),
+        });
         output.result(result, '');
       } finally {
-        await store.close();
+        if (store !== undefined) await (await store.catch(() => undefined))?.close();
       }
     }));
 };

@@ -28,6 +28,9 @@ export const EXCLUDED_FILES: ReadonlySet<string> = new Set([
   'tablespace_map',
   'backup_manifest',
   'backup_manifest.tmp',
+  // cloudbarman's own WAL spool (a directory: archive records, prefetched segments), when
+  // spool_directory puts it inside the data directory. Its default place, pg_wal, is skipped anyway.
+  'cloudbarman_spool',
 ]);
 
 /** Prefixes skipped at any depth: relcache init files (rebuilt at startup) and temporary files and directories. */

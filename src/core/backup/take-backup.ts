@@ -183,7 +183,8 @@ export async function takeBackup(req: BackupRequest): Promise<BackupInfo> {
 }
 
 /** The walk and the parts, pg_control last. */
-async function copyDataDirectory(req: BackupRequest, id: string, info: ServerInfo, signal: AbortSignal): Promise<Omit<WalkResult, 'tablespaces'> & { parts: PartOutcome[] }> {
+/** Walks pgdata and stores its files as parts, pg_control last. */
+export async function copyDataDirectory(req: BackupRequest, id: string, info: ServerInfo, signal: AbortSignal): Promise<Omit<WalkResult, 'tablespaces'> & { parts: PartOutcome[] }> {
   const walk = await walkDataDirectory(req.pgdata, {
     tablespaceVersionDir: `PG_${Math.floor(info.versionNum / 10000)}_${info.catalogVersion}`,
     log: req.log,
@@ -231,14 +232,15 @@ async function copyDataDirectory(req: BackupRequest, id: string, info: ServerInf
  * failure on a segment at or before it. Segment names of one timeline sort in WAL order, and
  * PostgreSQL archives in that order.
  */
-function archivingProblem(a: ArchiverStatus | undefined, walFile: string): string | undefined {
+export function archivingProblem(a: ArchiverStatus | undefined, walFile: string): string | undefined {
   const failed = a?.lastFailedWal?.slice(0, 24);
   if (a === undefined || failed === undefined || failed > walFile) return undefined;
   if (a.lastArchivedWal !== null && a.lastArchivedWal.slice(0, 24) >= failed) return undefined;
   return `archive_command is failing: PostgreSQL reports ${a.failedCount} failure${a.failedCount === 1 ? '' : 's'}, the last on ${a.lastFailedWal ?? failed}`;
 }
 
-function startedEntry(req: BackupRequest, id: string, info: ServerInfo): BackupInfo {
+/** The STARTED catalog entry of a new backup. */
+export function startedEntry(req: BackupRequest, id: string, info: ServerInfo): BackupInfo {
   return {
     format_version: BACKUP_FORMAT_VERSION,
     id,
@@ -303,7 +305,8 @@ function checkLabel(name: string): void {
   }
 }
 
-async function putText(store: ObjectStore, key: string, text: string): Promise<void> {
+/** Stores a small text object of the backup, once. */
+export async function putText(store: ObjectStore, key: string, text: string): Promise<void> {
   try {
     await store.put(key, Buffer.from(text), { ifAbsent: true });
   } catch (err) {

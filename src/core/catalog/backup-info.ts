@@ -54,6 +54,35 @@ export interface BackupInfo {
   cloudbarman_version: string;
   /** Host that took the backup. */
   hostname: string;
+  /**
+   * backup_method snapshot: one record per disk snapshot, written as soon as the snapshots exist (so
+   * a killed run leaves no invisible snapshot) and kept on a FAILED entry for the ones that could
+   * not be deleted. Absent on file backups.
+   */
+  snapshots?: SnapshotRecord[];
+  /** backup_method snapshot: the data directory as the snapshots hold it; a restore brings it back at this path. */
+  pgdata?: string;
+}
+
+/**
+ * One snapshot of a snapshot backup: everything a restore needs to find it, make a disk of it
+ * and check that the disk is mounted where the data lived.
+ */
+export interface SnapshotRecord {
+  /** The cloud's snapshot id (snap-..., an ARM id, a Compute Engine name; local: the snapshot's name). */
+  id: string;
+  name: string;
+  /** Which snapshotter took it (aws, azure, gcp, local); restore and delete open that one. */
+  provider: string;
+  disk_id: string;
+  disk_name: string;
+  /** Where the disk was attached on the source instance, as the cloud reported it. */
+  device: string | null;
+  /** Where the disk was mounted on the source instance; a restore needs a disk made from this snapshot mounted here. */
+  mount_point: string;
+  zone: string | null;
+  /** What the disk held: "pgdata", "pg_wal", "tablespace NAME"; for people reading show. */
+  contents: string[];
 }
 
 /** Metadata names on the objects of a backup. */

@@ -113,6 +113,15 @@ export async function restorePart(ctx: PartRestoreContext, part: PlannedPart): P
     body.destroy();
     throw corrupt(where, `it is ${info.size} bytes, the manifest recorded ${part.storedSize}`);
   }
+  // The object's own record of its bytes, written with it, must agree with the manifest's.
+  const recorded = info.metadata?.[PART_META.sha256];
+  const recordedRaw = info.metadata?.[PART_META.rawSize];
+  if ((recorded !== undefined && part.sha256 !== undefined && recorded !== part.sha256) || (recordedRaw !== undefined && recordedRaw !== String(part.rawSize))) {
+    body.destroy();
+    throw new CloudbarmanError('integrity', `backup part ${where} does not match the manifest: the part records ${recorded ?? '?'} (${recordedRaw ?? '?'} raw bytes), the manifest ${part.sha256 ?? '?'} (${part.rawSize})`, {
+      hint: 'the part or the manifest was altered or replaced; restore another backup, and run cloudbarman verify on this one',
+    });
+  }
   const fromMeta = info.metadata?.[PART_META.compression];
   const codec = fromMeta !== undefined && isBackupCodec(fromMeta) ? fromMeta : ctx.compression;
   if (!ctx.buffers.fits(part)) {

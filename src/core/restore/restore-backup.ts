@@ -15,15 +15,12 @@
  * leaves a directory that cannot start by mistake; the marker says what happened and what to do.
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, chmod, open, readFile, readdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
-import { buffer } from 'node:stream/consumers';
+import { lstat, mkdir, chmod, open, readdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ObjectStore } from '../../../providers/object-store.ts';
-import { isStoreError, listAll } from '../../../providers/object-store.ts';
-import { decompressBuffer, isBackupCodec, isCompression, type BackupCodec } from '../../io/compression.ts';
-import { nextSegmentName } from '../../pg/wal-names.ts';
-import type { BackupInfo } from '../catalog/backup-info.ts';
-import { BACKUP_LABEL_NAME, backupPrefix } from '../catalog/backup-keys.ts';
+import { listAll } from '../../../providers/object-store.ts';
+import { isBackupCodec, type BackupCodec } from '../../io/compression.ts';
+import type { BackupInfo, BackupMethod } from '../catalog/backup-info.ts';
 import { listBackups, readManifest } from '../catalog/catalog.ts';
 import { CloudbarmanError, badInput } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -32,13 +29,14 @@ import { forEachBounded } from './bounded-pool.ts';
 import { FileCompletion, finishFile } from './file-completion.ts';
 import { PartWorkers } from '../../io/part-workers.ts';
 import { BUFFERED_PART_LIMIT, PartBuffers, PartTransferError, restorePart, writeFailure } from './part-restore.ts';
-import { buildRecoveryConfig, renderAutoConf, type RecoveryConfig } from './recovery-config.ts';
+import { buildRecoveryConfig } from './recovery-config.ts';
+import { INCOMPLETE_MARKER, autoConfHeader, checkWalArchived, readBackupLabel, syncPath, writeRecoveryFiles } from './recovery-files.ts';
 import { describeTarget, type RecoveryTarget, type TargetAction, type TargetTimeline } from './recovery-target.ts';
 import { planRestore, type PlannedPart, type RestorePlan } from './restore-plan.ts';
 import { selectBackup } from './select-backup.ts';
+import { restoreSnapshotBackup, type SnapshotDiskResult, type SnapshotRestoreOptions } from '../snapshot/restore-snapshot-backup.ts';
 
-/** The marker left in DEST until the restore has finished; see the module comment. */
-export const INCOMPLETE_MARKER = 'cloudbarman_restore_incomplete';
+export { INCOMPLETE_MARKER } from './recovery-files.ts';
 
 /** How often a part whose download broke off mid-way is fetched again. */
 const PART_ATTEMPTS = 3;
@@ -66,6 +64,8 @@ export interface RestoreRequest {
   bufferedPartLimit?: number;
   /** The restore_command for the restored cluster (restore-command.ts). */
   restoreCommand: string;
+  /** --snapshot-recovery-instance: how a snapshot backup is restored; a snapshot backup is refused without it. */
+  snapshots?: SnapshotRestoreOptions;
   log: Logger;
   now: () => Date;
 }
@@ -90,6 +90,9 @@ export interface RestoreResult {
   signal_file: string;
   recovery_settings: Record<string, string>;
   tablespaces: Array<{ name: string; oid: number; location: string; relocated: boolean }>;
+  method: BackupMethod;
+  /** A snapshot backup: the disks made from its snapshots (created now, or found attached). */
+  snapshot_disks?: SnapshotDiskResult[];
 }
 
 /** Restores a backup into req.dest; throws CloudbarmanError, leaving DEST marked incomplete once writing began. */
@@ -115,6 +118,16 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
   if (!selection.ok) throw selection.error;
   const backup = selection.backup;
   req.log.info(`restoring ${selection.reason}`);
+  if (backup.method === 'snapshot') {
+    return restoreSnapshotBackup({
+      store: req.store, server: req.server, backup, reason: selection.reason, dest: req.dest, relocations: req.relocations,
+      recovery, ...(req.target === undefined ? {} : { target: req.target }), started, options: req.snapshots, log: req.log, now: req.now,
+    });
+  }
+  if (req.snapshots !== undefined) {
+    throw badInput(`backup ${backup.id} is a ${backup.method} backup, not a snapshot backup: --snapshot-recovery-instance does not apply`,
+      'restore it without --snapshot-recovery-instance and --create-disks, or give the id of a snapshot backup');
+  }
   const compression = codecOf(backup);
   const manifest = await readManifest(req.store, req.server, backup.id);
   const plan = planRestore({ server: req.server, backup, manifest, dest: req.dest, relocations: req.relocations });
@@ -138,7 +151,7 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     req.log.debug(`parts written after ${elapsed(req, started)}`);
     if (!completion.complete) throw new Error('internal: the parts are restored but some file still misses chunks');
     await createEmptyFiles(plan, completion);
-    await writeRecoveryFiles(req, plan, backup, label, recovery, started);
+    await writeRecoveryFiles(req.dest, { label, tablespaceMap: plan.tablespaceMap, recovery, header: autoConfHeader(req.server, backup.id, started) });
     await syncDirectories(plan);
     const [pending, final] = plan.pgControl;
     await rename(pending, final);
@@ -170,6 +183,7 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     signal_file: recovery.signalFile,
     recovery_settings: Object.fromEntries(recovery.settings),
     tablespaces: plan.tablespaces.map((t) => ({ name: t.name, oid: t.oid, location: t.inPlace ? join(req.dest, 'pg_tblspc', String(t.oid)) : t.location, relocated: t.relocated })),
+    method: backup.method,
   };
 }
 
@@ -193,53 +207,6 @@ async function historyExists(store: ObjectStore, server: string, timeline: numbe
     throw storeFailure(err, `looking for the history file of timeline ${timeline}`, `${store.url} ${base}`);
   }
   return false;
-}
-
-/** backup_label as pg_backup_stop returned it (stored beside the manifest, maybe compressed). */
-async function readBackupLabel(store: ObjectStore, server: string, backup: BackupInfo): Promise<Buffer> {
-  const key = `${backupPrefix(server, backup.id)}${BACKUP_LABEL_NAME}`;
-  try {
-    const { body, info } = await store.get(key);
-    const raw = await buffer(body);
-    const codec = info.metadata?.['cb_compression'];
-    return codec !== undefined && isCompression(codec) ? decompressBuffer(raw, codec) : raw;
-  } catch (err) {
-    if (isStoreError(err, 'not-found')) {
-      throw new CloudbarmanError('integrity', `backup ${backup.id} has no backup_label at ${store.url} ${key}`, { hint: 'without it recovery would not start from the backup\'s checkpoint; restore another backup' });
-    }
-    throw storeFailure(err, `reading the backup_label of ${backup.id}`, `${store.url} ${key}`);
-  }
-}
-
-/**
- * Every WAL segment from the backup's start to its end must be archived, or recovery can never
- * reach a consistent state: better to say so now than after hours of download.
- */
-async function checkWalArchived(store: ObjectStore, server: string, backup: BackupInfo): Promise<void> {
-  if (backup.begin_wal === null || backup.end_wal === null) return;
-  const segmentSize = backup.wal_segment_size ?? 16 * 1024 * 1024;
-  const needed: string[] = [backup.begin_wal];
-  while (needed.at(-1) !== backup.end_wal) {
-    if (needed.length > 1_000_000 || (needed.at(-1) ?? '') > backup.end_wal) {
-      throw new CloudbarmanError('integrity', `backup ${backup.id} has a WAL range ${backup.begin_wal}..${backup.end_wal} that does not make sense`, { hint: 'the catalog entry is damaged; restore another backup' });
-    }
-    needed.push(nextSegmentName(needed.at(-1) ?? backup.begin_wal, segmentSize));
-  }
-  const archived = new Set<string>();
-  for (const bucket of new Set(needed.map((n) => n.slice(0, 16)))) {
-    const prefix = `${server}/wals/${bucket}/`;
-    try {
-      for await (const item of listAll(store, prefix)) archived.add(item.key.slice(prefix.length, prefix.length + 24));
-    } catch (err) {
-      throw storeFailure(err, 'checking the WAL the backup needs', `${store.url} ${prefix}`);
-    }
-  }
-  const missing = needed.filter((n) => !archived.has(n));
-  if (missing.length > 0) {
-    throw new CloudbarmanError('integrity', `WAL segment ${missing[0] ?? ''} is not archived, and backup ${backup.id} needs ${backup.begin_wal}..${backup.end_wal} to become consistent`, {
-      hint: 'the archive is incomplete for this backup; restore another backup',
-    });
-  }
 }
 
 /** A restore target must be absent or an empty directory. */
@@ -326,49 +293,9 @@ async function createEmptyFiles(plan: RestorePlan, completion: FileCompletion): 
   });
 }
 
-async function writeRecoveryFiles(req: RestoreRequest, plan: RestorePlan, backup: BackupInfo, label: Buffer, recovery: RecoveryConfig, started: Date): Promise<void> {
-  if (plan.tablespaceMap !== undefined) await writeDurable(join(req.dest, 'tablespace_map'), plan.tablespaceMap);
-  await writeDurable(join(req.dest, 'backup_label'), label);
-  const autoConf = join(req.dest, 'postgresql.auto.conf');
-  const existing = await readFile(autoConf, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw writeFailure({ local: autoConf }, 'reading', err);
-  });
-  const header = `recovery settings written by cloudbarman restore of ${req.server} backup ${backup.id} at ${started.toISOString()}`;
-  await writeDurable(autoConf, renderAutoConf(existing, recovery, header));
-  await writeDurable(join(req.dest, recovery.signalFile), '');
-}
-
 async function syncDirectories(plan: RestorePlan): Promise<void> {
   const dirs = [plan.dest, ...plan.directories.map((d) => d.local), ...new Set(plan.links.map(([link]) => dirname(link)))];
   await forEachBounded([...new Set(dirs)], FINISH_CONCURRENCY, new AbortController(), syncPath);
-}
-
-/** Writes a whole file and fsyncs it. */
-async function writeDurable(path: string, data: string | Buffer): Promise<void> {
-  let handle;
-  try {
-    handle = await open(path, 'w', 0o600);
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    throw writeFailure({ local: path }, 'writing', err);
-  } finally {
-    await handle?.close();
-  }
-}
-
-/** fsync of a directory, so that the names in it (new files, the pg_control rename) are durable. */
-async function syncPath(path: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
-    await handle.sync();
-  } catch (err) {
-    throw writeFailure({ local: path }, 'syncing', err);
-  } finally {
-    await handle?.close();
-  }
 }
 
 function markerText(req: RestoreRequest, backup: BackupInfo, started: Date): string {

@@ -68,6 +68,8 @@ export interface PlannedPart {
   key: string;
   rawSize: number;
   storedSize: number;
+  /** SHA-256 of the stored object, as the manifest records it. */
+  sha256?: string;
   /** In partOffset order, tiling [0, rawSize). */
   chunks: PlannedChunk[];
 }
@@ -178,7 +180,7 @@ export function planRestore(input: PlanInput): RestorePlan {
       at += c.length;
     }
     if (at !== p.rawSize) damaged(backup.id, `part ${p.name}: its chunks hold ${at} bytes, its raw size is ${p.rawSize}`);
-    return { index, key: `${prefix}${p.name}`, rawSize: p.rawSize, storedSize: p.storedSize, chunks };
+    return { index, key: `${prefix}${p.name}`, rawSize: p.rawSize, storedSize: p.storedSize, sha256: p.sha256, chunks };
   });
 
   const sortedDirs = [...directories].sort(([a], [b]) => depth(a) - depth(b) || a.localeCompare(b)).map(([l, mode]) => ({ local: l, mode }));

@@ -13,7 +13,7 @@ import { parseLsn, walFileNameAt } from '../../pg/lsn.ts';
 import { parseWalFileName } from '../../pg/wal-names.ts';
 import type { BackupInfo } from '../catalog/backup-info.ts';
 import { listBackups } from '../catalog/catalog.ts';
-import { applyBackupDeletion } from '../catalog/delete-backup.ts';
+import { applyBackupDeletion, type DeletionOptions } from '../catalog/delete-backup.ts';
 import type { Logger } from '../log.ts';
 import { storeFailure } from '../store/store-failure.ts';
 import { isObsoleteWal, planRetention } from './retention-plan.ts';
@@ -91,8 +91,11 @@ export async function planServerRetention(store: ObjectStore, server: string, ru
   };
 }
 
-/** Applies a plan: WAL first, then backups oldest first, each catalog entry last. Stops at the first failure. */
-export async function applyRetention(store: ObjectStore, planned: PlannedRetention, log: Logger, signal?: AbortSignal): Promise<RetentionOutcome> {
+/**
+ * Applies a plan: WAL first, then backups oldest first, each catalog entry last. Stops at the first
+ * failure. `deletion.deleteSnapshot` deletes the volume snapshots of snapshot backups.
+ */
+export async function applyRetention(store: ObjectStore, planned: PlannedRetention, log: Logger, signal?: AbortSignal, deletion: DeletionOptions = {}): Promise<RetentionOutcome> {
   if (planned.plan.listingErrors.length > 0) return { walDeleted: 0, backupsDeleted: [] };
   const batch = Math.max(1, store.capabilities.maxDeleteBatch);
   let walDeleted = 0;
@@ -110,7 +113,7 @@ export async function applyRetention(store: ObjectStore, planned: PlannedRetenti
   const backupsDeleted: string[] = [];
   for (const backup of planned.obsoleteBackups) {
     signal?.throwIfAborted();
-    await applyBackupDeletion(store, { backup, wal: [], walReason: 'retention deleted the obsolete WAL first' }, log);
+    await applyBackupDeletion(store, { backup, wal: [], walReason: 'retention deleted the obsolete WAL first' }, log, deletion);
     backupsDeleted.push(backup.id);
   }
   return { walDeleted, backupsDeleted };

@@ -9,6 +9,7 @@ import { rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { crc32 } from 'node:zlib';
 import type { ObjectStore } from '../../../providers/object-store.ts';
 import { compressionFromExtension, decompressStream, isCompression, type Compression } from '../../io/compression.ts';
 import { CloudbarmanError } from '../errors.ts';
@@ -19,10 +20,17 @@ export interface WalReadResult {
   sizeBytes: number;
   /** False when the object carried no checksum to verify against (written by another tool). */
   verified: boolean;
+  /** CRC-32 of the uncompressed bytes (8 hex digits), when asked for: the spool's local re-check. */
+  crc32?: string;
+}
+
+export interface WalReadOptions {
+  /** Also compute the CRC-32 of the uncompressed bytes as they pass. */
+  crc32?: boolean;
 }
 
 /** Streams an archived WAL object into destPath (atomically) or, without one, only hashes it. */
-export async function readWalObject(store: ObjectStore, key: string, destPath?: string): Promise<WalReadResult> {
+export async function readWalObject(store: ObjectStore, key: string, destPath?: string, options: WalReadOptions = {}): Promise<WalReadResult> {
   const { body, info } = await store.get(key);
   const meta = info.metadata ?? {};
   const format = meta[WAL_META.format];
@@ -35,9 +43,11 @@ export async function readWalObject(store: ObjectStore, key: string, destPath?: 
   const codec = codecOf(meta[WAL_META.compression], key);
   const hash = createHash('sha256');
   let sizeBytes = 0;
+  let crc = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
+      if (options.crc32 === true) crc = crc32(chunk, crc);
       sizeBytes += chunk.length;
       done(null, chunk);
     },
@@ -61,7 +71,9 @@ export async function readWalObject(store: ObjectStore, key: string, destPath?: 
       throw corrupt(store, key, 'its SHA-256 does not match the one recorded at upload');
     }
     if (temp !== undefined && destPath !== undefined) await rename(temp, destPath);
-    return { sha256, sizeBytes, verified: wantSha !== undefined };
+    const result: WalReadResult = { sha256, sizeBytes, verified: wantSha !== undefined };
+    if (options.crc32 === true) result.crc32 = crc.toString(16).padStart(8, '0');
+    return result;
   } catch (err) {
     if (temp !== undefined) await unlink(temp).catch(() => undefined);
     throw err;

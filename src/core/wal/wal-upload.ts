@@ -19,6 +19,7 @@ import type { Logger } from '../log.ts';
 import { storeFailure } from '../store/store-failure.ts';
 import { WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
 import { readWalObject } from './wal-read.ts';
+import { crc32Hex, crc32OfFile } from './spool-files.ts';
 
 /** Files up to this size are compressed in memory; larger ones (big wal_segment_size) stream. */
 const IN_MEMORY_LIMIT = 64 * 1024 * 1024;
@@ -30,6 +31,8 @@ export interface WalUploadRequest {
   walPath: string;
   compression: Compression;
   log: Logger;
+  /** Also report the CRC-32 of the archived bytes (for a spool record). */
+  crc32?: boolean;
 }
 
 export interface WalUploadResult {
@@ -38,6 +41,10 @@ export interface WalUploadResult {
   status: 'uploaded' | 'already-archived';
   sizeBytes: number;
   storedBytes: number;
+  /** SHA-256 of the archived (uncompressed) bytes, hex. */
+  sha256: string;
+  /** CRC-32 of the same bytes, 8 hex digits, when asked for. */
+  crc32?: string;
 }
 
 /** Archives one WAL file; resolves only once it is durably stored. */
@@ -64,10 +71,12 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
   const existingLookup = findExisting(req.store, baseKey);
   existingLookup.catch(() => undefined);
   const sha256 = content ? createHash('sha256').update(content).digest('hex') : await hashFile(req.walPath);
+  const crc32 = req.crc32 !== true ? undefined : content ? crc32Hex(content) : (await crc32OfFile(req.walPath)).crc32;
+  const checksums = { sha256, ...(crc32 === undefined ? {} : { crc32 }) };
 
   try {
     const existing = await existingLookup;
-    if (existing !== undefined) return await compareExisting(req, existing, sha256, info.size, name);
+    if (existing !== undefined) return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
 
     const metadata = {
       [WAL_META.sha256]: sha256,
@@ -87,18 +96,18 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
       storedBytes = (await req.store.head(key))?.size ?? 0;
     }
     req.log.debug(`archived ${name} to ${where} (${info.size} bytes, ${storedBytes} stored)`);
-    return { name, key, status: 'uploaded', sizeBytes: info.size, storedBytes };
+    return { name, key, status: 'uploaded', sizeBytes: info.size, storedBytes, ...checksums };
   } catch (err) {
     // Someone stored this name between our check and our put (or our own earlier attempt did).
     if (isStoreError(err, 'already-exists')) {
       const existing = await findExisting(req.store, baseKey).catch((e: unknown) => { throw storeFailure(e, `archiving ${name}`, where); });
-      if (existing !== undefined) return compareExisting(req, existing, sha256, info.size, name);
+      if (existing !== undefined) return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
     }
     throw storeFailure(err, `archiving ${name}`, where);
   }
 }
 
-async function compareExisting(req: WalUploadRequest, existingKey: string, sha256: string, size: number, name: string): Promise<WalUploadResult> {
+async function compareExisting(req: WalUploadRequest, existingKey: string, sha256: string, size: number, name: string): Promise<Omit<WalUploadResult, 'sha256' | 'crc32'>> {
   const where = `${req.store.url} ${existingKey}`;
   const head = await req.store.head(existingKey);
   let archivedSha = head?.metadata?.[WAL_META.sha256];

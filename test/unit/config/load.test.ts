@@ -105,6 +105,8 @@ describe('loadServerConfig: the seed example', () => {
       streamingArchiver: true,
       streamingArchiverName: 'cloudbarman_receive_wal',
       streamingBackupName: 'cloudbarman_streaming_backup',
+      receiveWalPartialIntervalMs: 60_000,
+      receiveWalSynchronous: 'auto',
       backupSchedule: '0 3 * * *',
       retryTimeoutMs: 30_000,
       connectTimeoutMs: 10_000,
@@ -168,6 +170,9 @@ archive_batch_size = 8
 archive_parallel = 2
 restore_prefetch = 0
 spool_directory = /var/spool/cloudbarman
+receive_wal_directory = /var/lib/cloudbarman/receive-wal
+receive_wal_partial_interval = 30s
+receive_wal_synchronous = on
 `);
     for (const spec of OPTIONS) {
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
@@ -184,6 +189,8 @@ spool_directory = /var/spool/cloudbarman
     assert.equal(cfg.backupCompression, 'lz4');
     assert.equal(cfg.azureAccessTier, 'Cool');
     assert.equal(cfg.lastBackupMaximumAgeMs, 86_400_000);
+    assert.equal(cfg.receiveWalPartialIntervalMs, 30_000);
+    assert.equal(cfg.receiveWalSynchronous, 'on');
   });
 
   it('passes each provider only its own settings, with tags parsed', async () => {
