@@ -36,6 +36,7 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
   // The service answered (or was mid-answer) with something a retry can fix.
   ECONNRESET: 'transient',
   EPIPE: 'transient',
+  ERR_STREAM_PREMATURE_CLOSE: 'transient', // a body stream that closed before its end
   InternalError: 'transient',
   ServiceUnavailable: 'transient',
   SlowDown: 'transient',

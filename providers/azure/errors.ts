@@ -46,6 +46,9 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
   EPIPE: 'transient',
   ERR_STREAM_PREMATURE_CLOSE: 'transient',
   REQUEST_SEND_ERROR: 'transient', // the SDK's name for a request that broke off without a Node code
+  // The answer's body broke off or arrived garbled ("Error reading response as text: aborted"): a
+  // listing or an error body cut in transit. When an error status did arrive, it decides instead.
+  PARSE_ERROR: 'transient',
   InternalError: 'transient',
   OperationTimedOut: 'transient',
   ServerBusy: 'transient',
@@ -115,6 +118,9 @@ function codesOf(err: ErrorShape): string[] {
   return [err.code, details, err.name].filter((c): c is string => typeof c === 'string' && c.length > 0);
 }
 
+/** Codes that say the answer could not be read, not what it said: an error status, when one arrived, wins over them. */
+const UNREADABLE_ANSWER = new Set(['PARSE_ERROR']);
+
 /** The kind of an SDK error: its code first, then its HTTP status, then the status class. */
 export function classifyAzureError(err: unknown): { kind: StoreErrorKind; code: string | undefined; status: number | undefined } {
   const shape: ErrorShape = typeof err === 'object' && err !== null ? (err as ErrorShape) : {};
@@ -122,7 +128,8 @@ export function classifyAzureError(err: unknown): { kind: StoreErrorKind; code: 
   const status = typeof shape.statusCode === 'number' ? shape.statusCode : undefined;
   for (const code of codes) {
     const kind = KIND_BY_CODE[code];
-    if (kind !== undefined) return { kind, code, status };
+    if (kind === undefined || (UNREADABLE_ANSWER.has(code) && status !== undefined && status >= 400 && status < 500)) continue;
+    return { kind, code, status };
   }
   // 'RestError' and 'Error' name a class, not a condition: leave them out of the message.
   const code = codes.find((c) => c !== 'RestError' && c !== 'Error');

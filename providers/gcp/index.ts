@@ -195,6 +195,12 @@ export class RequestWatch implements RequestScope {
     request.setTimeout(this.#idleTimeoutMs, () => {
       request.destroy(codedError('ESOCKETTIMEDOUT', `no response activity for ${this.#idleTimeoutMs} ms`));
     });
+    // node-fetch turns the timeout off once the headers are in (request.setTimeout(0) in its own
+    // 'response' listener, which runs after this one), so a body that stalled mid-way would wait for
+    // ever. Arming it again on the next tick, after node-fetch's listener, covers the body too.
+    request.once('response', () => process.nextTick(() => {
+      if (!request.destroyed) request.setTimeout(this.#idleTimeoutMs);
+    }));
     request.once('socket', (socket: Socket) => {
       if (!this.#sockets.has(socket)) {
         // Once per socket, not per request: a keep-alive socket serves many requests.

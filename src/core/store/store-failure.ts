@@ -11,7 +11,8 @@ const MAPPING: Readonly<Record<StoreErrorKind, { kind: FailureKind; hint: string
   'already-exists': { kind: 'integrity', hint: 'an object already exists under that name' },
   'access-denied': { kind: 'bad-input', hint: 'check the credentials and the permissions on the destination' },
   unreachable: { kind: 'unreachable', hint: 'check endpoint_url, the network and that the service is up' },
-  transient: { kind: 'unreachable', hint: 'the service kept failing; it will be retried on the next run' },
+  // Only reached once the retry policy gave up (retry_timeout): say so, and what helps.
+  transient: { kind: 'unreachable', hint: 'the store kept failing for retry_timeout; run again once it recovers, or raise retry_timeout' },
   invalid: { kind: 'bad-input', hint: 'the request was rejected as invalid; check the destination and options' },
   failed: { kind: 'failed', hint: 'run with -v for the cause' },
 };
