@@ -319,12 +319,19 @@ async function waitForOwnership(o: PrefetchWorkerOptions): Promise<boolean> {
 /**
  * Removes what a crashed predecessor may have left mid-download: markers and temporaries. The
  * rest is this recovery's (wal-restore cleared the folder before starting this process).
+ * Temporaries of the control files (owner, position) are left alone: wal-restore may be writing
+ * one at this very moment, and removing it would make its rename fail.
  */
 async function removeLeftovers(dir: string): Promise<void> {
   const files = (await unlessMissing(readdir(dir))) ?? [];
   for (const file of files) {
+    if (isControlTemp(file)) continue;
     if (isTempName(file) || file.endsWith('.fetching')) await unlessMissing(unlink(join(dir, file))).catch(() => undefined);
   }
+}
+
+function isControlTemp(file: string): boolean {
+  return [PID_FILE, WANT_FILE].some((name) => file.startsWith(`.${name}.tmp-`));
 }
 
 /** Removes the spool folder's contents, and the log too unless something went wrong. */
