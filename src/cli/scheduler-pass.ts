@@ -34,3 +34,25 @@ export async function schedulerPass(opts: Record<string, unknown>, log: Logger, 
 export function formatReports(reports: readonly StepReport[]): string[] {
   return reports.map((r) => `${r.server}: ${r.step}: ${r.outcome}${r.detail === '' ? '' : ` (${r.detail})`}`);
 }
+
+/**
+ * Which of the configured servers (narrowed to `only`) have streaming_archiver on, for the
+ * daemon's receive-wal supervision. Servers whose config does not load are returned apart, so
+ * that a typo made while the daemon runs does not stop a receive-wal that is streaming fine.
+ */
+export async function streamingServers(opts: Record<string, unknown>, only: readonly string[] = []): Promise<{ on: string[]; unreadable: string[] }> {
+  const configPath = typeof opts['config'] === 'string' ? opts['config'] : undefined;
+  const configured = await listConfiguredServers({ ...(configPath === undefined ? {} : { configPath }), env: process.env });
+  const chosen = only.length === 0 ? configured : configured.filter((s) => only.includes(s));
+  const { loadConfig } = await import('./context.ts');
+  const on: string[] = [];
+  const unreadable: string[] = [];
+  for (const server of chosen) {
+    try {
+      if ((await loadConfig(server, opts)).streamingArchiver) on.push(server);
+    } catch {
+      unreadable.push(server); // the pass reports the config error itself
+    }
+  }
+  return { on, unreadable };
+}

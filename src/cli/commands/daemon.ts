@@ -1,6 +1,8 @@
-/** `daemon [SERVER...]`: scheduler passes forever, until SIGTERM or SIGINT. */
+/** `daemon [SERVER...]`: scheduler passes forever, plus receive-wal supervision, until SIGTERM or SIGINT. */
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Register } from '../program.ts';
+import type { ReceiverProcess } from '../../core/scheduler/wal-receivers.ts';
 import type { Output } from '../output.ts';
 import { badInput } from '../../core/errors.ts';
 
@@ -10,7 +12,10 @@ export const registerDaemon: Register = (program, run) => {
     .description('Run what `cron` does in a loop, one pass every --interval seconds (default 60), re-reading the ' +
       'config file at each pass. SIGTERM or SIGINT stops it gracefully: no new step starts, a running backup ' +
       'is interrupted and marked FAILED, leases are released, and it exits 0. Failures of a pass are logged ' +
-      'and the next pass tries again. Meant for a systemd service or a Kubernetes Deployment.')
+      'and the next pass tries again. For every server with streaming_archiver = on it also keeps a ' +
+      '`cloudbarman receive-wal SERVER` process running: started before the first pass, started again after ' +
+      'it exits (pauses growing from 1 s to 60 s), stopped when the server leaves the config, and sent SIGTERM ' +
+      'when the daemon stops. Meant for a systemd service or a Kubernetes Deployment.')
     .argument('[servers...]', 'only these servers (default: every [section] of the config file)')
     .option('--interval <seconds>', 'seconds between the starts of two passes', '60')
     .option('--max-passes <n>', 'stop after this many passes (for tests and one-off runs)')
@@ -20,8 +25,16 @@ export const registerDaemon: Register = (program, run) => {
       if (!Number.isInteger(interval) || interval < 1) throw badInput(`--interval ${String(opts['interval'])} is not a whole number of seconds >= 1`, 'e.g. --interval 60');
       const maxPasses = opts['maxPasses'] === undefined ? Infinity : Number(opts['maxPasses']);
       if (!(maxPasses >= 1)) throw badInput(`--max-passes ${String(opts['maxPasses'])} is not a number >= 1`, 'e.g. --max-passes 1');
-      const { schedulerPass } = await import('../scheduler-pass.ts');
+      const [{ schedulerPass, streamingServers }, { WalReceiverSupervisor }] = await Promise.all([
+        import('../scheduler-pass.ts'), import('../../core/scheduler/wal-receivers.ts')]);
       const stop = new AbortController();
+      const globals = { ...program.opts(), ...opts };
+      const receivers = new WalReceiverSupervisor({
+        start: (server) => startReceiver(server, globals),
+        now: () => Date.now(),
+        sleep: (ms, signal) => sleep(ms, undefined, { signal }).catch(() => undefined),
+        log: output.log,
+      });
       const onSignal = (signal: NodeJS.Signals): void => {
         output.log.notice(`${signal} received: stopping after cleaning up`);
         stop.abort();
@@ -35,7 +48,13 @@ export const registerDaemon: Register = (program, run) => {
           const started = Date.now();
           passes++;
           try {
-            await schedulerPass({ ...program.opts(), ...opts }, output.log, 'daemon', program.version() ?? '0.1.0', stop.signal, servers);
+            const streaming = await streamingServers(globals, servers);
+            await receivers.reconcile([...streaming.on, ...receivers.servers.filter((s) => streaming.unreadable.includes(s))]);
+          } catch (err) {
+            output.log.warn(`pass ${passes}: receive-wal supervision: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          try {
+            await schedulerPass(globals, output.log, 'daemon', program.version() ?? '0.1.0', stop.signal, servers);
           } catch (err) {
             // A bad config file is logged, not fatal: the operator can fix it while the daemon waits.
             output.log.warn(`pass ${passes} failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -44,10 +63,31 @@ export const registerDaemon: Register = (program, run) => {
           const wait = Math.max(0, interval * 1000 - (Date.now() - started));
           await sleep(wait, undefined, { signal: stop.signal }).catch(() => undefined);
         }
-        output.result({ passes, stopped_by_signal: stop.signal.aborted }, [`stopped after ${passes} pass${passes === 1 ? '' : 'es'}`]);
+        await receivers.stopAll();
+        output.result({ passes, stopped_by_signal: stop.signal.aborted, receive_wal_started: receivers.starts }, [`stopped after ${passes} pass${passes === 1 ? '' : 'es'}`]);
       } finally {
+        await receivers.stopAll();
         process.removeListener('SIGINT', onSignal);
         process.removeListener('SIGTERM', onSignal);
       }
     }));
 };
+
+/** `cloudbarman receive-wal SERVER` as a child of this process, with the daemon's config and verbosity. */
+function startReceiver(server: string, globals: Record<string, unknown>): ReceiverProcess {
+  const args = [...process.execArgv, process.argv[1] ?? '', ...(typeof globals['config'] === 'string' ? ['--config', globals['config']] : [])];
+  if (globals['verbose'] === true) args.push('--verbose');
+  else if (globals['quiet'] === true) args.push('--quiet');
+  // Its log lines go to the daemon's stderr; its closing summary (stdout) is not the daemon's output.
+  const child = spawn(process.execPath, [...args, 'receive-wal', server], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('error', () => resolve(127));
+    child.once('close', (code) => resolve(code));
+  });
+  return {
+    pid: child.pid,
+    exited,
+    terminate: () => { child.kill('SIGTERM'); },
+    kill: () => { child.kill('SIGKILL'); },
+  };
+}
