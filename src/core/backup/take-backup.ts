@@ -13,6 +13,7 @@
  * Any failure or interruption closes the session (PostgreSQL then aborts the backup), rewrites
  * the entry as FAILED with the error, and rethrows.
  */
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { ObjectStore } from '../../../providers/object-store.ts';
 import type { BackupCodec } from '../../io/compression.ts';
@@ -240,7 +241,7 @@ export function archivingProblem(a: ArchiverStatus | undefined, walFile: string)
 }
 
 /** The STARTED catalog entry of a new backup. */
-export function startedEntry(req: BackupRequest, id: string, info: ServerInfo): BackupInfo {
+export function startedEntry(req: Pick<BackupRequest, 'server' | 'name' | 'clock' | 'compression' | 'cloudbarmanVersion' | 'hostname'>, id: string, info: ServerInfo): BackupInfo {
   return {
     format_version: BACKUP_FORMAT_VERSION,
     id,
@@ -308,7 +309,9 @@ function checkLabel(name: string): void {
 /** Stores a small text object of the backup, once. */
 export async function putText(store: ObjectStore, key: string, text: string): Promise<void> {
   try {
-    await store.put(key, Buffer.from(text), { ifAbsent: true });
+    const body = Buffer.from(text);
+    // cb_sha256: restore (recovery-files.ts) refuses a backup_label whose bytes changed.
+    await store.put(key, body, { ifAbsent: true, metadata: { cb_sha256: createHash('sha256').update(body).digest('hex') } });
   } catch (err) {
     throw storeFailure(err, `storing ${key.slice(key.lastIndexOf('/') + 1)}`, `${store.url} ${key}`);
   }

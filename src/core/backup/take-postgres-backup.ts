@@ -50,7 +50,7 @@ export async function takePostgresBackup(req: PostgresBackupRequest): Promise<Ba
       throw badInput(`archive_mode is off on ${session.target}: the backup could never be made consistent`,
         `set archive_mode = on and archive_command = 'cloudbarman wal-upload ${req.server} %p', then restart PostgreSQL`);
     }
-    entry = await createBackupEntry(req.store, (id) => ({ ...startedEntry({ ...req, pgdata: '' }, id, info), method: 'postgres' }), req.clock.now());
+    entry = await createBackupEntry(req.store, (id) => ({ ...startedEntry(req, id, info), method: 'postgres' }), req.clock.now());
     req.log.info(`backup ${entry.id} of ${req.server} started with BASE_BACKUP (PostgreSQL ${info.version}, ${req.compression}, ${req.jobs} jobs)`);
     const bb = await req.baseBackup({
       conninfo: req.streamingConninfo, applicationName: req.streamingApplicationName, connectTimeoutMs: req.connectTimeoutMs,

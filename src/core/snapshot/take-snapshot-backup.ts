@@ -28,14 +28,13 @@ import { parseBackupLabel } from '../../pg/backup-label.ts';
 import type { ConnectOptions } from '../../pg/connection.ts';
 import { readSystemIdentifier } from '../../pg/control-file.ts';
 import { asFailure, throwIfAborted } from '../backup/abort.ts';
-import type { BackupSessionApi } from '../backup/take-backup.ts';
+import { putText, startedEntry, type BackupSessionApi } from '../backup/take-backup.ts';
 import { waitForWal, type BackupClock } from '../backup/wait-for-wal.ts';
-import { BACKUP_FORMAT_VERSION, type BackupInfo, type SnapshotRecord } from '../catalog/backup-info.ts';
+import type { BackupInfo, SnapshotRecord } from '../catalog/backup-info.ts';
 import { BACKUP_LABEL_NAME, TABLESPACE_MAP_NAME, backupPrefix } from '../catalog/backup-keys.ts';
 import { createBackupEntry, writeBackupInfo } from '../catalog/catalog.ts';
 import { CloudbarmanError, badInput } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { storeFailure } from '../store/store-failure.ts';
 import { nodePathProbe, planSnapshotDisks, type ClusterLocation, type DiskPlan, type PathProbe } from './mount-check.ts';
 import { readMountTable, type MountTableReader } from './mount-table.ts';
 import { snapshotFailure } from './snapshot-failure.ts';
@@ -116,7 +115,7 @@ export async function takeSnapshotBackup(req: SnapshotBackupRequest): Promise<Ba
     });
     throwIfAborted(signal);
 
-    entry = await createBackupEntry(req.store, (id) => startedEntry(req, id, info, pgdata), req.clock.now());
+    entry = await createBackupEntry(req.store, (id) => snapshotEntry(req, id, info, pgdata), req.clock.now());
     req.log.info(`backup ${entry.id} of ${req.server} started: snapshots of ${plan.map((d) => `${d.disk.name} (${d.contents.join(', ') || 'nothing'} at ${d.mountPoint})`).join(', ')}`);
     const start = await session.start(entry.label, true);
     entry = { ...entry, begin_time: start.time.toISOString(), begin_lsn: start.lsn, begin_wal: start.walFile, timeline: start.timeline };
@@ -261,44 +260,7 @@ function recordsOf(planOf: (s: SnapshotInfo) => DiskPlan | undefined, snapshots:
   });
 }
 
-function startedEntry(req: SnapshotBackupRequest, id: string, info: ServerInfo, pgdata: string): BackupInfo {
-  return {
-    format_version: BACKUP_FORMAT_VERSION,
-    id,
-    server: req.server,
-    status: 'STARTED',
-    method: 'snapshot',
-    label: req.name ?? `cloudbarman ${id}`,
-    begin_time: req.clock.now().toISOString(),
-    end_time: null,
-    begin_lsn: null,
-    end_lsn: null,
-    begin_wal: null,
-    end_wal: null,
-    timeline: null,
-    size_bytes: 0,
-    stored_bytes: 0,
-    file_count: 0,
-    part_count: 0,
-    // Nothing is compressed: the data is in the cloud's snapshots.
-    compression: 'none',
-    pg_version: info.versionNum,
-    system_identifier: info.systemIdentifier,
-    data_checksums: info.dataChecksums,
-    wal_segment_size: info.walSegmentSize,
-    tablespaces: info.tablespaces,
-    error: null,
-    cloudbarman_version: req.cloudbarmanVersion,
-    hostname: req.hostname,
-    snapshots: [],
-    pgdata,
-  };
-}
-
-async function putText(store: ObjectStore, key: string, text: string): Promise<void> {
-  try {
-    await store.put(key, Buffer.from(text), { ifAbsent: true });
-  } catch (err) {
-    throw storeFailure(err, `storing ${key.slice(key.lastIndexOf('/') + 1)}`, `${store.url} ${key}`);
-  }
+function snapshotEntry(req: SnapshotBackupRequest, id: string, info: ServerInfo, pgdata: string): BackupInfo {
+  // Nothing is compressed: the data is in the cloud's snapshots.
+  return { ...startedEntry({ ...req, compression: 'none' }, id, info), method: 'snapshot', snapshots: [], pgdata };
 }
