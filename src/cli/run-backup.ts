@@ -57,6 +57,7 @@ export async function runBackup(cfg: ServerConfig, store: ObjectStore, log: Logg
       import('../core/backup/take-postgres-backup.ts'), import('../pg/base-backup.ts')]);
     return takePostgresBackup({
       ...common, streamingConninfo: settings.streamingConninfo, streamingApplicationName: settings.applicationName, baseBackup: runBaseBackup,
+      streamingArchiver: cfg.streamingArchiver,
       compression: cfg.backupCompression, jobs: cfg.parallelJobs, partSize: cfg.partSizeBytes,
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     });

@@ -10,7 +10,9 @@ export const registerCheck: Register = (program, run) => {
     .summary('check a server\'s setup and backups (barman check style)')
     .description('Print one check per line as "name: OK|FAILED (detail)": PostgreSQL reachable, role privileges, ' +
       'wal_level, archive_mode and archive_command running cloudbarman wal-upload for this server, pg_stat_archiver ' +
-      'failures, and with streaming_archiver the REPLICATION privilege, the replication slot and receive-wal running; ' +
+      'failures (not asked when streaming_archiver is on and archive_mode is off: streaming-only), with streaming_archiver or ' +
+      'backup_method postgres a replication connection on streaming_conninfo (IDENTIFY_SYSTEM), and with streaming_archiver ' +
+      'the REPLICATION privilege, the replication slot and receive-wal running (a walsender named streaming_archiver_name); ' +
       'the store reachable and writable (a probe object is written and deleted); last_backup_maximum_age, ' +
       'minimum_redundancy and FAILED backups. "all" checks every server of the config file. Exit 0 when every check ' +
       'passed, 1 when one failed. With --nagios, one Nagios line on stdout and exit 0 (OK) or 2 (CRITICAL).')
@@ -35,6 +37,9 @@ export const registerCheck: Register = (program, run) => {
           const facts = await gatherFacts({
             server: cfg.server, conninfo: cfg.conninfo, slotName: cfg.slotName, store,
             connect: { applicationName: 'cloudbarman check', connectTimeoutMs: cfg.connectTimeoutMs },
+            // receive-wal and backup_method postgres connect on streaming_conninfo: try it the same way.
+            ...((cfg.streamingArchiver || cfg.backupMethod === 'postgres') && cfg.streamingConninfo !== undefined
+              ? { streaming: { conninfo: cfg.streamingConninfo, applicationName: 'cloudbarman check', connectTimeoutMs: cfg.connectTimeoutMs } } : {}),
           });
           report.push({
             server: cfg.server,

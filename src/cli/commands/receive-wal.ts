@@ -1,4 +1,6 @@
 /** `receive-wal SERVER [--create-slot|--drop-slot]`: streams WAL over the replication protocol. Maps options to receiveWal. */
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
@@ -14,6 +16,8 @@ export const registerReceiveWal: Register = (program, run) => {
       'receive_wal_partial_interval. Reconnects after a restart or a lost connection; SIGTERM or SIGINT stops it after the current\n' +
       'write, storing what it can, and it exits 0. With receive_wal_synchronous (auto: when synchronous_standby_names names\n' +
       'streaming_archiver_name) the flush position reported to the server is the WAL stored, so that commits wait for the store.\n' +
+      'WAL waits locally in receive_wal_directory/SERVER (default: receive-wal/ in the spool folder when spool_directory or pgdata\n' +
+      'is set, else $XDG_STATE_HOME or ~/.local/state, then cloudbarman/receive-wal/SERVER).\n' +
       '--create-slot and --drop-slot only manage the slot and exit (docs/wal.md).')
     .argument('<server>', 'server name: a [section] of the config file')
     .option('--create-slot', 'create the physical replication slot slot_name (RESERVE_WAL) and exit; success if it exists')
@@ -58,7 +62,7 @@ export const registerReceiveWal: Register = (program, run) => {
           slotName: cfg.slotName,
           store,
           compression: cfg.compression,
-          dir: receiveWalDirectory({ server: cfg.server, receiveWalDirectory: cfg.receiveWalDirectory, spoolDirectory: cfg.spoolDirectory, pgdata: cfg.pgdata }),
+          dir: receiveWalDirectory({ server: cfg.server, receiveWalDirectory: cfg.receiveWalDirectory, spoolDirectory: cfg.spoolDirectory, pgdata: cfg.pgdata, stateHome: stateHome() }),
           partialIntervalMs: cfg.receiveWalPartialIntervalMs,
           synchronous: cfg.receiveWalSynchronous,
           connectTimeoutMs: cfg.connectTimeoutMs,
@@ -84,6 +88,14 @@ export const registerReceiveWal: Register = (program, run) => {
       }
     }));
 };
+
+/** $XDG_STATE_HOME, else ~/.local/state: receive-wal's directory when the config names none. */
+function stateHome(): string | undefined {
+  const xdg = process.env['XDG_STATE_HOME'];
+  if (xdg !== undefined && isAbsolute(xdg)) return xdg;
+  const home = homedir();
+  return home === '' ? undefined : join(home, '.local', 'state');
+}
 
 function isAlive(pid: number): boolean {
   try {

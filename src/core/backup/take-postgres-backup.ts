@@ -33,6 +33,8 @@ export interface PostgresBackupRequest extends Omit<BackupRequest, 'pgdata' | 'o
   streamingApplicationName: string;
   /** Runs BASE_BACKUP (runBaseBackup from src/pg/base-backup.ts). */
   baseBackup: (opts: BaseBackupOptions) => Promise<BaseBackupResult>;
+  /** streaming_archiver = on: receive-wal stores the WAL, so archive_mode may be off. */
+  streamingArchiver?: boolean;
   /** Where the spool directory goes; the OS temp directory by default. */
   spoolParent?: string;
 }
@@ -46,9 +48,9 @@ export async function takePostgresBackup(req: PostgresBackupRequest): Promise<Ba
   try {
     await session.assertSupported();
     const info = await session.serverInfo();
-    if (info.archiveMode === 'off') {
+    if (info.archiveMode === 'off' && req.streamingArchiver !== true) {
       throw badInput(`archive_mode is off on ${session.target}: the backup could never be made consistent`,
-        `set archive_mode = on and archive_command = 'cloudbarman wal-upload ${req.server} %p', then restart PostgreSQL`);
+        `set archive_mode = on and archive_command = 'cloudbarman wal-upload ${req.server} %p', then restart PostgreSQL; or set streaming_archiver = on and run cloudbarman receive-wal ${req.server}`);
     }
     entry = await createBackupEntry(req.store, (id) => ({ ...startedEntry(req, id, info), method: 'postgres' }), req.clock.now());
     req.log.info(`backup ${entry.id} of ${req.server} started with BASE_BACKUP (PostgreSQL ${info.version}, ${req.compression}, ${req.jobs} jobs)`);
@@ -78,7 +80,7 @@ export async function takePostgresBackup(req: PostgresBackupRequest): Promise<Ba
     })();
     const waiting = waitForWal({
       store: req.store, server: req.server, walFile: endWal, timeoutMs: req.walArchiveTimeoutMs, clock: req.clock, signal, log: req.log,
-      failing: async () => archivingProblem(await session.archiverStatus(), endWal),
+      ...(req.streamingArchiver === true ? { via: 'receive-wal' as const } : { failing: async () => archivingProblem(await session.archiverStatus(), endWal) }),
     });
     const [stored, waited] = await Promise.allSettled([storing, waiting]);
     if (stored.status === 'rejected') throw stored.reason;

@@ -43,6 +43,14 @@ export interface PgFacts {
   replicationClients: Array<{ applicationName: string; syncState: string }>;
 }
 
+/** What a replication connection on streaming_conninfo found (IDENTIFY_SYSTEM). */
+export interface StreamingFacts {
+  /** "user@host:port" of the replication connection. */
+  target: string;
+  systemId: string;
+  timeline: number;
+}
+
 /** A fact that could not be gathered: the message says why. */
 export interface Unavailable {
   error: string;
@@ -62,6 +70,9 @@ export interface CheckFacts {
   /** A probe object was written and deleted. */
   storeWritable: true | Unavailable;
   catalog: CatalogFacts | Unavailable;
+  /** A replication connection on streaming_conninfo; undefined when not tried (no streaming_conninfo,
+   *  or neither streaming_archiver nor backup_method postgres needs one). */
+  streaming?: StreamingFacts | Unavailable;
 }
 
 const MIN_VERSION_NUM = 150000;
@@ -97,8 +108,21 @@ export function evaluateChecks(config: CheckConfig, facts: CheckFacts, now: Date
         ? `the last attempt failed: ${a.lastFailedWal ?? '?'} at ${a.lastFailedTime ?? '?'} (${a.failedCount} failures); see the PostgreSQL log`
         : `${a.archivedCount} archived, ${a.failedCount} failed${a.lastArchivedTime === null ? '' : `, last at ${a.lastArchivedTime}`}`);
     }
+    const streaming = facts.streaming;
+    if (streaming !== undefined) {
+      // What receive-wal and backup_method postgres really use: the role and pg_hba.conf line of streaming_conninfo.
+      add('streaming connection', !isUnavailable(streaming), isUnavailable(streaming)
+        ? `streaming_conninfo: ${streaming.error}`
+        : `${streaming.target} (replication): system identifier ${streaming.systemId}, timeline ${streaming.timeline}`);
+    }
     if (config.streamingArchiver) {
-      add('replication privilege', pg.superuser || pg.replication, pg.replication || pg.superuser ? `${pg.role} may stream WAL` : `${pg.role} lacks REPLICATION: ALTER ROLE ${pg.role} REPLICATION`);
+      if (streaming !== undefined) {
+        add('replication privilege', !isUnavailable(streaming), isUnavailable(streaming)
+          ? 'not verified: the replication connection on streaming_conninfo failed (see streaming connection); its role needs REPLICATION and a pg_hba.conf line for the database "replication"'
+          : `${streaming.target.replace(/@.*$/, '')} may stream WAL (a replication connection was accepted)`);
+      } else {
+        add('replication privilege', pg.superuser || pg.replication, pg.replication || pg.superuser ? `${pg.role} may stream WAL` : `${pg.role} lacks REPLICATION: ALTER ROLE ${pg.role} REPLICATION`);
+      }
       if (config.slotName !== undefined) {
         const slot = pg.slot;
         add('replication slot', slot !== undefined && slot.type === 'physical', slot === undefined

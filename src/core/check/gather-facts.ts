@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { ObjectStore } from '../../../providers/object-store.ts';
 import { connect, type ConnectOptions } from '../../pg/connection.ts';
 import { listBackups } from '../catalog/catalog.ts';
-import type { CatalogFacts, CheckFacts, PgFacts, Unavailable } from './evaluate-checks.ts';
+import type { CatalogFacts, CheckFacts, PgFacts, StreamingFacts, Unavailable } from './evaluate-checks.ts';
 
 /** How to reach the server and the store. */
 export interface GatherRequest {
@@ -18,17 +18,32 @@ export interface GatherRequest {
   connect: ConnectOptions;
   slotName: string | undefined;
   store: ObjectStore;
+  /** A replication connection to try (IDENTIFY_SYSTEM); undefined: not checked. */
+  streaming?: { conninfo: string; applicationName: string; connectTimeoutMs: number };
 }
 
 /** Everything evaluateChecks needs. */
 export async function gatherFacts(req: GatherRequest): Promise<CheckFacts> {
-  const [pgFacts, storeReachable, catalog] = await Promise.all([
+  const [pgFacts, storeReachable, catalog, streaming] = await Promise.all([
     req.conninfo === undefined ? Promise.resolve<Unavailable>({ error: 'conninfo is not set: give conninfo in the server section' }) : pgFactsOf(req.conninfo, req.connect, req.slotName),
     attempt(async () => { await req.store.checkAccess(); return true as const; }),
     attempt(() => catalogFacts(req.store, req.server)),
+    req.streaming === undefined ? Promise.resolve(undefined) : attempt(() => streamingFacts(req.streaming!)),
   ]);
   const storeWritable = storeReachable === true ? await attempt(() => probeWrite(req.store, req.server)) : { error: 'not tried: the store is not reachable' };
-  return { pg: pgFacts, storeReachable, storeWritable, catalog };
+  return { pg: pgFacts, storeReachable, storeWritable, catalog, ...(streaming === undefined ? {} : { streaming }) };
+}
+
+/** Opens a replication connection as receive-wal and BASE_BACKUP do, and runs IDENTIFY_SYSTEM. */
+async function streamingFacts(req: { conninfo: string; applicationName: string; connectTimeoutMs: number }): Promise<StreamingFacts> {
+  const { ReplicationClient } = await import('../../pg/replication-client.ts');
+  const client = await ReplicationClient.open(req.conninfo, { applicationName: req.applicationName, connectTimeoutMs: req.connectTimeoutMs, commandTimeoutMs: Math.max(10_000, req.connectTimeoutMs) });
+  try {
+    const id = await client.identifySystem();
+    return { target: client.target, systemId: id.systemId, timeline: id.timeline };
+  } finally {
+    await client.close();
+  }
 }
 
 async function attempt<T>(fn: () => Promise<T>): Promise<T | Unavailable> {

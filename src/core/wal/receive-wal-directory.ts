@@ -17,11 +17,14 @@ const STATE_FORMAT_VERSION = 1;
 
 /**
  * The directory for a server: <receive_wal_directory>/<server> when that option is set, else
- * receive-wal/ in the server's spool folder (spool_directory, or cloudbarman_spool in pg_wal).
+ * receive-wal/ in the server's spool folder (spool_directory, or cloudbarman_spool in pg_wal),
+ * else (a backup host with neither, as in a streaming-only setup) <stateHome>/cloudbarman/receive-wal/<server>,
+ * where the CLI passes $XDG_STATE_HOME or ~/.local/state of the user running receive-wal.
  */
-export function receiveWalDirectory(opts: { server: string; receiveWalDirectory?: string | undefined; spoolDirectory?: string | undefined; pgdata?: string | undefined }): string {
+export function receiveWalDirectory(opts: { server: string; receiveWalDirectory?: string | undefined; spoolDirectory?: string | undefined; pgdata?: string | undefined; stateHome?: string | undefined }): string {
   if (opts.receiveWalDirectory !== undefined) return join(opts.receiveWalDirectory, opts.server);
   if (opts.spoolDirectory === undefined && opts.pgdata === undefined) {
+    if (opts.stateHome !== undefined) return join(opts.stateHome, 'cloudbarman', 'receive-wal', opts.server);
     throw badInput(`receive-wal needs a local directory for server "${opts.server}"`, 'set receive_wal_directory (or spool_directory) in the config file');
   }
   return join(spoolRoot(opts.spoolDirectory, join(opts.pgdata ?? '', 'pg_wal')), opts.server, 'receive-wal');
