@@ -46,6 +46,15 @@ describe('evaluateChecks', () => {
     { name: 'a logical slot', check: 'replication slot', config: { streamingArchiver: true, slotName: 'cb' }, facts: {}, pg: { slot: { type: 'logical', active: false, restartLsn: null } }, detail: /not physical/ },
     { name: 'receive-wal not running', check: 'receive-wal running', config: { streamingArchiver: true }, facts: {}, detail: /no walsender for application_name cloudbarman_receive_wal/ },
     { name: 'no REPLICATION', check: 'replication privilege', config: { streamingArchiver: true }, facts: {}, pg: { superuser: false, replication: false, role: 'barman' }, detail: /ALTER ROLE barman REPLICATION/ },
+    {
+      name: 'a refused replication connection', check: 'streaming connection', config: { streamingArchiver: true },
+      facts: { streaming: { error: 'no pg_hba.conf entry for replication connection from host "10.0.0.9", user "replica"' } },
+      detail: /streaming_conninfo: no pg_hba\.conf entry for replication connection/,
+    },
+    {
+      name: 'a refused replication connection, though the conninfo role has REPLICATION', check: 'replication privilege', config: { streamingArchiver: true },
+      facts: { streaming: { error: 'role "replica" is not permitted to log in' } }, detail: /not verified: the replication connection on streaming_conninfo failed/,
+    },
     { name: 'store down', check: 'object store', facts: { storeReachable: { error: 'connect ECONNREFUSED' }, storeWritable: { error: 'not tried' } }, detail: /ECONNREFUSED/ },
     { name: 'store read-only', check: 'object store writable', facts: { storeWritable: { error: 'access denied' } }, detail: /access denied/ },
     { name: 'no backup at all', check: 'backup maximum age', facts: { catalog: { done: [], failed: [] } }, detail: /no DONE backup/ },
@@ -71,6 +80,18 @@ describe('evaluateChecks', () => {
     assert.deepEqual(names.filter((c) => !c.ok), []);
     assert.ok(!names.some((c) => c.name === 'archive_command'));
     assert.ok(names.some((c) => c.name === 'receive-wal running' && /async/.test(c.detail)));
+  });
+
+  it('a replication connection accepted on streaming_conninfo proves the privilege of its role, not of conninfo\'s', () => {
+    const results = evaluateChecks({ ...CONFIG, streamingArchiver: true }, {
+      ...GOOD, streaming: { target: 'replica@10.0.0.5:5432', systemId: '7300000000000000001', timeline: 3 },
+      pg: { ...PG, superuser: false, replication: false, role: 'barman', replicationClients: [{ applicationName: 'cloudbarman_receive_wal', syncState: 'async' }] },
+    }, NOW);
+    const by = Object.fromEntries(results.map((r) => [r.name, r]));
+    assert.equal(by['streaming connection']?.ok, true);
+    assert.match(by['streaming connection']?.detail ?? '', /replica@10\.0\.0\.5:5432 \(replication\): system identifier 7300000000000000001, timeline 3/);
+    assert.equal(by['replication privilege']?.ok, true);
+    assert.match(by['replication privilege']?.detail ?? '', /^replica may stream WAL/);
   });
 
   it('recognises cloudbarman in archive_command however it is spelled', () => {
