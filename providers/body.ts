@@ -6,6 +6,45 @@
 import { PassThrough, pipeline, Transform } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { StoreError } from './object-store.ts';
+import type { GetOptions } from './object-store.ts';
+
+/** Rejects a put's contentLength that is not a byte count. */
+export function assertContentLength(length: number | undefined, target: string): void {
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+    throw new StoreError('invalid', `contentLength ${length} for ${target} is not a byte count`, { target });
+  }
+}
+
+/** Rejects a get's range that is not a start and an optional end at or after it, in whole bytes. */
+export function assertValidRange(range: GetOptions['range'], target: string): void {
+  if (range === undefined) return;
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+    throw new StoreError('invalid', `invalid range ${JSON.stringify(range)} for ${target}`, { target });
+  }
+}
+
+/**
+ * Sends a factory body through `send`: the stream is checked against the declared length; an
+ * error the body raised itself is rethrown as is (it is the caller's, say a file that vanished),
+ * any other goes through toError; the stream is destroyed afterwards, whatever happened.
+ */
+export async function sendStream(
+  source: Readable,
+  length: number | undefined,
+  target: string,
+  toError: (err: unknown, target: string) => StoreError,
+  send: (stream: Readable) => Promise<void>,
+): Promise<void> {
+  const { stream, failure } = sendableBody(source, length, target);
+  try {
+    await send(stream);
+  } catch (err) {
+    throw failure() ?? toError(err, target);
+  } finally {
+    stream.destroy();
+  }
+}
 
 /**
  * The caller's body as sent: checked against the declared length when there is one. `failure`

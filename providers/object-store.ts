@@ -117,6 +117,7 @@ export type StoreErrorKind =
   | 'unreachable' // connection refused, DNS failure, timeout: the service could not be reached
   | 'transient' // the service answered with a retryable error (500, 503, throttling, reset mid-body)
   | 'invalid' // the request itself is wrong (bad key, bad argument): retrying will not help
+  | 'corrupt' // the object is there but damaged (e.g. its metadata cannot be read): retrying will not help
   | 'failed'; // anything else
 
 /** The typed error every provider throws. `cause` keeps the SDK's error. */
@@ -127,12 +128,18 @@ export class StoreError extends Error {
   readonly target: string | undefined;
   /** Safe to try the same operation again. */
   readonly retryable: boolean;
+  /**
+   * How long the service asked the client to wait before trying again (Retry-After,
+   * x-ms-retry-after-ms), in milliseconds, when it said. The retry policy waits at least this long.
+   */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(kind: StoreErrorKind, message: string, options: { target?: string; cause?: unknown } = {}) {
+  constructor(kind: StoreErrorKind, message: string, options: { target?: string; cause?: unknown; retryAfterMs?: number } = {}) {
     super(message, { cause: options.cause });
     this.kind = kind;
     this.target = options.target;
     this.retryable = kind === 'transient' || kind === 'unreachable';
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 

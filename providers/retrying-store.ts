@@ -4,6 +4,10 @@
  * retry layer: providers set their SDK's own retries to one attempt (S3 maxAttempts 1, Azure
  * maxTries 1 and maxRetryRequests 0, GCS autoRetry false), so one attempt here is one request there.
  *
+ * A service that answers with Retry-After (or Azure's x-ms-retry-after-ms) gets at least that
+ * wait: providers carry it on the StoreError as retryAfterMs, and it is a floor under the backoff.
+ * When it asks for more than the budget has left, the operation fails at once, saying so.
+ *
  * What is safe to retry, per operation:
  * - head, list, delete, checkAccess: read-only or idempotent; retried as they are.
  * - put: a body is bytes or a factory of fresh streams, so it can be sent again. A create-if-absent
@@ -85,18 +89,30 @@ class RetryBudget {
   failed(operation: string, err: unknown, signal?: AbortSignal): number {
     if (!(err instanceof StoreError) || !err.retryable || signal?.aborted === true) throw err;
     this.#attempt++;
-    const delay = backoffDelay(this.#policy, this.#attempt, this.#env.random);
+    // A wait the service asked for (Retry-After) is a floor under the backoff, never a reason to exceed the budget.
+    const asked = err.retryAfterMs;
+    const delay = Math.max(backoffDelay(this.#policy, this.#attempt, this.#env.random), Math.ceil(asked ?? 0));
     const elapsed = this.#env.now() - this.#started;
-    if (this.#attempt >= this.#policy.maxAttempts || elapsed + delay > this.#policy.timeoutMs) {
-      const n = this.#attempt;
-      throw new StoreError(err.kind, `${err.message} (gave up after ${n} attempt${n === 1 ? '' : 's'} in ${(elapsed / 1000).toFixed(1)} s)`, {
-        ...(err.target === undefined ? {} : { target: err.target }),
-        cause: err,
-      });
+    const n = this.#attempt;
+    const spent = `${n} attempt${n === 1 ? '' : 's'} in ${seconds(elapsed)} s`;
+    const giveUp = (why: string): StoreError =>
+      new StoreError(err.kind, `${err.message} (${why})`, { ...(err.target === undefined ? {} : { target: err.target }), cause: err });
+    if (n >= this.#policy.maxAttempts) throw giveUp(`gave up after ${spent}`);
+    if (elapsed + delay > this.#policy.timeoutMs) {
+      if (asked !== undefined && elapsed + asked > this.#policy.timeoutMs) {
+        const left = Math.max(0, this.#policy.timeoutMs - elapsed);
+        throw giveUp(`the store asked to retry after ${seconds(asked)} s, more than the ${seconds(left)} s left of the retry budget; gave up after ${spent}`);
+      }
+      throw giveUp(`gave up after ${spent}`);
     }
     this.#env.onRetry?.(operation, this.#attempt, err, delay);
     return delay;
   }
+}
+
+/** Milliseconds as seconds with one decimal, for messages. */
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(1);
 }
 
 /** Runs fn under the policy; the last error is rethrown with the attempt count in its message. */

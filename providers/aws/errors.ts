@@ -4,6 +4,7 @@
  */
 import { StoreError } from '../object-store.ts';
 import type { StoreErrorKind } from '../object-store.ts';
+import { classifiedStoreError, kindOfStatus, STORE_NETWORK_KINDS, STORE_STATUS_KINDS } from '../network-errors.ts';
 
 /** S3 error codes (the SDK's `name`, or a DeleteObjects entry's `Code`) and Node error codes, by kind. */
 const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
@@ -25,18 +26,10 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
   TokenRefreshRequired: 'access-denied',
   CredentialsProviderError: 'access-denied',
   Forbidden: 'access-denied',
-  // The service could not be reached at all.
-  ECONNREFUSED: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
+  // Node's network codes: not reached at all ('unreachable'), or broken mid-exchange ('transient').
+  ...STORE_NETWORK_KINDS,
   TimeoutError: 'unreachable',
   // The service answered (or was mid-answer) with something a retry can fix.
-  ECONNRESET: 'transient',
-  EPIPE: 'transient',
-  ERR_STREAM_PREMATURE_CLOSE: 'transient', // a body stream that closed before its end
   InternalError: 'transient',
   ServiceUnavailable: 'transient',
   SlowDown: 'transient',
@@ -66,15 +59,6 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
   AuthorizationHeaderMalformed: 'invalid',
 };
 
-/** HTTP statuses whose meaning does not depend on the code (used when the code is unknown). */
-const KIND_BY_STATUS: Readonly<Record<number, StoreErrorKind>> = {
-  403: 'access-denied',
-  404: 'not-found',
-  412: 'already-exists',
-  408: 'transient',
-  429: 'transient',
-};
-
 /** A hint per kind, so that a one-line message says what to do next. */
 const HINT: Readonly<Record<StoreErrorKind, string>> = {
   'not-found': 'no such object',
@@ -84,6 +68,7 @@ const HINT: Readonly<Record<StoreErrorKind, string>> = {
   unreachable: 'S3 could not be reached; check the endpoint, network and region',
   transient: 'S3 answered with a temporary error; safe to retry',
   invalid: 'S3 rejected the request as invalid',
+  corrupt: 'the object stored in S3 is damaged',
   failed: 'the S3 request failed',
 };
 
@@ -94,6 +79,8 @@ interface ErrorShape {
   Code?: unknown;
   $retryable?: unknown;
   $metadata?: { httpStatusCode?: unknown };
+  /** The raw answer; the SDK attaches it (not enumerable) to every service error. */
+  $response?: { headers?: unknown };
 }
 
 /** The codes an error carries, most specific first (Node's `code` before the SDK's `name`). */
@@ -101,7 +88,7 @@ function codesOf(err: ErrorShape): string[] {
   return [err.code, err.Code, err.name].filter((c): c is string => typeof c === 'string' && c.length > 0);
 }
 
-/** The kind of an SDK error: its code first, then its HTTP status, then the status class. */
+/** The kind of an SDK error: its code first, then its HTTP status (the same on every store), then the status class. */
 export function classifyS3Error(err: unknown): { kind: StoreErrorKind; code: string | undefined; status: number | undefined } {
   const shape: ErrorShape = typeof err === 'object' && err !== null ? (err as ErrorShape) : {};
   const codes = codesOf(shape);
@@ -112,24 +99,20 @@ export function classifyS3Error(err: unknown): { kind: StoreErrorKind; code: str
     if (kind !== undefined) return { kind, code, status };
   }
   const code = codes[0];
-  if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status];
-    if (kind !== undefined) return { kind, code, status };
-    if (status >= 500) return { kind: 'transient', code, status };
-    if (status >= 400) return { kind: 'invalid', code, status };
-  }
+  const byStatus = kindOfStatus(status, STORE_STATUS_KINDS, 'transient', 'invalid');
+  if (byStatus !== undefined) return { kind: byStatus, code, status };
   if (shape.$retryable !== undefined && shape.$retryable !== null) return { kind: 'transient', code, status };
   return { kind: 'failed', code, status };
 }
 
 /**
- * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`.
- * The message names the code and status only: SDK messages can echo request details.
+ * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`
+ * and the wait a throttling answer asked for (Retry-After). The message names the code and status
+ * only: SDK messages can echo request details.
  */
 export function toStoreError(err: unknown, target: string): StoreError {
   if (err instanceof StoreError) return err;
-  const { kind, code, status } = classifyS3Error(err);
-  const detail = [code, status === undefined ? undefined : `HTTP ${status}`].filter((d) => d !== undefined).join(', ');
-  const message = `${HINT[kind]}: ${target}${detail === '' ? '' : ` (${detail})`}`;
-  return new StoreError(kind, message, { target, cause: err });
+  const found = classifyS3Error(err);
+  const response = typeof err === 'object' && err !== null ? (err as ErrorShape).$response : undefined;
+  return classifiedStoreError(found, HINT[found.kind], target, err, response?.headers);
 }

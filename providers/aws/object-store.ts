@@ -12,7 +12,7 @@ import {
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { assertValidKey, assertValidMetadata, StoreError } from '../object-store.ts';
-import { mapBodyErrors, sendableBody } from '../body.ts';
+import { assertContentLength, assertValidRange, mapBodyErrors, sendStream } from '../body.ts';
 import type {
   GetOptions,
   GetResult,
@@ -94,35 +94,21 @@ export class S3ObjectStore implements ObjectStore {
       return;
     }
     const length = options.contentLength;
-    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-      throw new StoreError('invalid', `contentLength ${length} for ${target} is not a byte count`, { target });
-    }
-    const { stream, failure } = sendableBody(body(), length, target);
-    try {
-      if (length !== undefined && length <= this.#partSize) {
-        await this.#putStream(params, stream, length, options.signal);
-      } else {
-        await this.#upload(params, stream, options.signal);
-      }
-    } catch (err) {
-      throw failure() ?? toStoreError(err, target);
-    } finally {
-      stream.destroy();
-    }
+    assertContentLength(length, target);
+    await sendStream(body(), length, target, toStoreError, (stream) =>
+      length !== undefined && length <= this.#partSize
+        ? this.#putStream(params, stream, length, options.signal)
+        : this.#upload(params, stream, options.signal),
+    );
   }
 
   async get(key: string, options: GetOptions = {}): Promise<GetResult> {
     assertValidKey(key);
     const target = this.#target(key);
     const range = options.range;
-    if (range !== undefined) {
-      const { start, end } = range;
-      if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
-        throw new StoreError('invalid', `invalid range ${JSON.stringify(range)} for ${target}`, { target });
-      }
-      // "bytes=5-4" is not a range to S3, which would then send the whole object.
-      if (end === start) return this.#emptyRead(key, target);
-    }
+    assertValidRange(range, target);
+    // "bytes=5-4" is not a range to S3, which would then send the whole object.
+    if (range !== undefined && range.end === range.start) return this.#emptyRead(key, target);
     let response;
     try {
       response = await this.#client.send(

@@ -5,6 +5,7 @@
  */
 import { SnapshotError } from '../snapshotter.ts';
 import type { SnapshotErrorKind } from '../snapshotter.ts';
+import { kindOfStatus, SNAPSHOT_NETWORK_KINDS } from '../network-errors.ts';
 
 /** EC2 error codes (the SDK's `name`) and Node/SDK error codes, by kind. */
 const KIND_BY_CODE: Readonly<Record<string, SnapshotErrorKind>> = {
@@ -49,14 +50,7 @@ const KIND_BY_CODE: Readonly<Record<string, SnapshotErrorKind>> = {
   RequestExpired: 'access-denied',
   CredentialsProviderError: 'access-denied',
   // The API could not be reached, or could not answer: a retry may succeed.
-  ECONNREFUSED: 'unreachable',
-  ECONNRESET: 'unreachable',
-  EPIPE: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
+  ...SNAPSHOT_NETWORK_KINDS,
   TimeoutError: 'unreachable',
   RequestTimeout: 'unreachable',
   InternalError: 'unreachable',
@@ -134,13 +128,7 @@ export function classifyEc2Error(err: unknown): Ec2ErrorClass {
     if (kind !== undefined) return { kind, code, status };
   }
   const code = codes.find((c) => c !== 'Error' && c !== 'Unknown');
-  if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status];
-    if (kind !== undefined) return { kind, code, status };
-    if (status >= 500) return { kind: 'unreachable', code, status };
-    if (status >= 400) return { kind: 'invalid', code, status };
-  }
-  return { kind: 'failed', code, status };
+  return { kind: kindOfStatus(status, KIND_BY_STATUS, 'unreachable', 'invalid') ?? 'failed', code, status };
 }
 
 /**

@@ -45,6 +45,7 @@ import type {
   Snapshotter,
   SnapshotterOptions,
 } from '../snapshotter.ts';
+import { OperationBudget } from '../poll.ts';
 import { toSnapshotError } from './snapshot-errors.ts';
 
 /** Connection and whole-request limits: EC2 answers are small, so a slow one is a stuck one. */
@@ -128,41 +129,13 @@ export async function createSnapshotter(options: SnapshotterOptions, clientOverr
   return new Ec2Snapshotter(client, options);
 }
 
-/** One public call's time budget. Elapsed time is the larger of the wall clock and the time slept
- *  through options.sleep, so that tests with an instant sleep still reach the limit. */
-class Budget {
-  readonly #startedAt = performance.now();
-  readonly #limitMs: number;
-  readonly #sleep: SnapshotterOptions['sleep'];
-  #sleptMs = 0;
-
-  constructor(limitMs: number, sleep: SnapshotterOptions['sleep']) {
-    this.#limitMs = limitMs;
-    this.#sleep = sleep;
-  }
-
-  get elapsedMs(): number {
-    return Math.max(performance.now() - this.#startedAt, this.#sleptMs);
-  }
-
-  get limitMs(): number {
-    return this.#limitMs;
-  }
-
-  /** Whether sleeping `ms` more would pass the limit. */
-  wouldExceed(ms: number): boolean {
-    return this.elapsedMs + ms > this.#limitMs;
-  }
-
-  /** Sleeps through the injected sleep; an abort becomes a SnapshotError 'failed'. */
-  async sleep(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
-    try {
-      await this.#sleep(ms, signal);
-    } catch (err) {
-      if (signal?.aborted === true) throw aborted(what, signal);
-      throw err;
-    }
-    this.#sleptMs += ms;
+/** Sleeps within the budget; an abort becomes a SnapshotError 'failed'. */
+async function sleepWithin(budget: OperationBudget, ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+  try {
+    await budget.sleep(ms, signal);
+  } catch (err) {
+    if (signal?.aborted === true) throw aborted(what, signal);
+    throw err;
   }
 }
 
@@ -406,8 +379,8 @@ export class Ec2Snapshotter implements Snapshotter {
     this.#client.destroy();
   }
 
-  #budget(): Budget {
-    return new Budget(this.#options.operationTimeoutMs, this.#options.sleep);
+  #budget(): OperationBudget {
+    return new OperationBudget(this.#options.operationTimeoutMs, this.#options.sleep);
   }
 
   /**
@@ -415,7 +388,7 @@ export class Ec2Snapshotter implements Snapshotter {
    * `send` gets the attempt number and the previous attempt's error (CreateSnapshots reads them).
    */
   async #call<T>(
-    budget: Budget,
+    budget: OperationBudget,
     operation: string,
     target: string,
     signal: AbortSignal | undefined,
@@ -437,7 +410,7 @@ export class Ec2Snapshotter implements Snapshotter {
           throw new SnapshotError(error.kind, `${error.message} (gave up after ${tries} in ${(budget.elapsedMs / 1000).toFixed(1)} s)`, { target, cause: error });
         }
         previous = error;
-        await budget.sleep(delay, signal, what);
+        await sleepWithin(budget, delay, signal, what);
       }
     }
   }
@@ -445,7 +418,7 @@ export class Ec2Snapshotter implements Snapshotter {
   /** Polls a volume until `check` says done, fails, or the budget runs out ('timeout'). A volume not
    *  yet visible (EC2 is eventually consistent right after a create) counts as not done. */
   async #pollVolume(
-    budget: Budget,
+    budget: OperationBudget,
     volumeId: string,
     operation: string,
     signal: AbortSignal | undefined,
@@ -469,13 +442,13 @@ export class Ec2Snapshotter implements Snapshotter {
           { target: volumeId },
         );
       }
-      await budget.sleep(delay, signal, `${operation} ${volumeId}`);
+      await sleepWithin(budget, delay, signal, `${operation} ${volumeId}`);
       delay = Math.min(POLL_MAX_DELAY_MS, Math.round(delay * POLL_GROWTH));
     }
   }
 
   /** The volumes with these ids; an unknown id is 'not-found'. */
-  async #describeVolumes(budget: Budget, ids: readonly string[], signal: AbortSignal | undefined): Promise<Volume[]> {
+  async #describeVolumes(budget: OperationBudget, ids: readonly string[], signal: AbortSignal | undefined): Promise<Volume[]> {
     if (ids.length === 0) return [];
     const out = await this.#call(budget, 'DescribeVolumes', ids.join(','), signal, (s) =>
       this.#client.send(new DescribeVolumesCommand({ VolumeIds: [...ids] }), sendOptions(s)),
@@ -487,7 +460,7 @@ export class Ec2Snapshotter implements Snapshotter {
    * The instance named by id or by its Name tag (terminated ones do not count). 'not-found' when
    * there is none, 'invalid' when a name matches more than one.
    */
-  async #findInstance(budget: Budget, instance: string, signal: AbortSignal | undefined): Promise<Instance> {
+  async #findInstance(budget: OperationBudget, instance: string, signal: AbortSignal | undefined): Promise<Instance> {
     const byId = INSTANCE_ID.test(instance);
     const found: Instance[] = [];
     let nextToken: string | undefined;
@@ -533,7 +506,7 @@ export class Ec2Snapshotter implements Snapshotter {
     return `/dev/sd${letter}`;
   }
 
-  async #createSnapshots(budget: Budget, requests: readonly SnapshotRequest[], started: SnapshotInfo[], signal: AbortSignal | undefined): Promise<SnapshotInfo[]> {
+  async #createSnapshots(budget: OperationBudget, requests: readonly SnapshotRequest[], started: SnapshotInfo[], signal: AbortSignal | undefined): Promise<SnapshotInfo[]> {
     const ids = requests.map((r) => r.disk.id);
     const target = ids.join(',');
     if (new Set(ids).size !== ids.length) throw new SnapshotError('invalid', `CreateSnapshots ${target}: a disk is named twice`, { target });

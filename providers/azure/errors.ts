@@ -4,6 +4,7 @@
  */
 import { StoreError } from '../object-store.ts';
 import type { StoreErrorKind } from '../object-store.ts';
+import { classifiedStoreError, kindOfStatus, STORE_NETWORK_KINDS, STORE_STATUS_KINDS } from '../network-errors.ts';
 
 /**
  * Azure error codes (x-ms-error-code, the RestError's `code`), Node error codes and error names, by kind.
@@ -34,17 +35,10 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
   CredentialUnavailableError: 'access-denied',
   AuthenticationError: 'access-denied',
   AggregateAuthenticationError: 'access-denied',
-  // The service could not be reached at all (ETIMEDOUT is also our own connect and idle timeout).
-  ECONNREFUSED: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
+  // Node's network codes: not reached at all ('unreachable'; ETIMEDOUT is also our own connect and
+  // idle timeout), or broken mid-exchange ('transient').
+  ...STORE_NETWORK_KINDS,
   // The service answered (or was mid-answer) with something a retry can fix.
-  ECONNRESET: 'transient',
-  EPIPE: 'transient',
-  ERR_STREAM_PREMATURE_CLOSE: 'transient',
   REQUEST_SEND_ERROR: 'transient', // the SDK's name for a request that broke off without a Node code
   // The answer's body broke off or arrived garbled ("Error reading response as text: aborted"): a
   // listing or an error body cut in transit. When an error status did arrive, it decides instead.
@@ -82,12 +76,8 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
 
 /** HTTP statuses whose meaning does not depend on the code (used when the code is unknown). */
 const KIND_BY_STATUS: Readonly<Record<number, StoreErrorKind>> = {
+  ...STORE_STATUS_KINDS,
   401: 'access-denied',
-  403: 'access-denied',
-  404: 'not-found',
-  412: 'already-exists',
-  408: 'transient',
-  429: 'transient',
 };
 
 /** A hint per kind, so that a one-line message says what to do next. */
@@ -100,6 +90,7 @@ const HINT: Readonly<Record<StoreErrorKind, string>> = {
   unreachable: 'Azure Blob Storage could not be reached; check the storage account, the endpoint and the network',
   transient: 'Azure Blob Storage answered with a temporary error; safe to retry',
   invalid: 'Azure Blob Storage rejected the request as invalid',
+  corrupt: 'the blob is damaged',
   failed: 'the Azure Blob Storage request failed',
 };
 
@@ -110,6 +101,8 @@ interface ErrorShape {
   statusCode?: unknown;
   /** A HEAD answer has no body, so the SDK puts x-ms-error-code only here. */
   details?: { errorCode?: unknown } | null;
+  /** The answer, when one arrived: its headers carry Retry-After and x-ms-retry-after-ms. */
+  response?: { headers?: unknown } | null;
 }
 
 /** The codes an error carries, most specific first (the service's or Node's code before the error's name). */
@@ -133,23 +126,17 @@ export function classifyAzureError(err: unknown): { kind: StoreErrorKind; code: 
   }
   // 'RestError' and 'Error' name a class, not a condition: leave them out of the message.
   const code = codes.find((c) => c !== 'RestError' && c !== 'Error');
-  if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status];
-    if (kind !== undefined) return { kind, code, status };
-    if (status >= 500) return { kind: 'transient', code, status };
-    if (status >= 400) return { kind: 'invalid', code, status };
-  }
-  return { kind: 'failed', code, status };
+  return { kind: kindOfStatus(status, KIND_BY_STATUS, 'transient', 'invalid') ?? 'failed', code, status };
 }
 
 /**
- * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`.
- * The message names the code and status only: SDK messages can echo request details.
+ * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`
+ * and the wait a throttling answer asked for (x-ms-retry-after-ms, Retry-After). The message names
+ * the code and status only: SDK messages can echo request details.
  */
 export function toStoreError(err: unknown, target: string): StoreError {
   if (err instanceof StoreError) return err;
-  const { kind, code, status } = classifyAzureError(err);
-  const detail = [code, status === undefined ? undefined : `HTTP ${status}`].filter((d) => d !== undefined).join(', ');
-  const message = `${HINT[kind]}: ${target}${detail === '' ? '' : ` (${detail})`}`;
-  return new StoreError(kind, message, { target, cause: err });
+  const found = classifyAzureError(err);
+  const response = typeof err === 'object' && err !== null ? (err as ErrorShape).response : undefined;
+  return classifiedStoreError(found, HINT[found.kind], target, err, response?.headers);
 }

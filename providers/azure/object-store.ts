@@ -12,7 +12,7 @@ import type {
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { assertValidKey, assertValidMetadata, StoreError } from '../object-store.ts';
-import { mapBodyErrors, sendableBody } from '../body.ts';
+import { assertContentLength, assertValidRange, mapBodyErrors, sendStream } from '../body.ts';
 import type {
   GetOptions,
   GetResult,
@@ -134,11 +134,8 @@ export class AzureObjectStore implements ObjectStore {
       return;
     }
     const length = options.contentLength;
-    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-      throw new StoreError('invalid', `contentLength ${length} for ${target} is not a byte count`, { target });
-    }
-    const { stream, failure } = sendableBody(body(), length, target);
-    try {
+    assertContentLength(length, target);
+    await sendStream(body(), length, target, toStoreError, async (stream) => {
       if (length !== undefined && length <= this.#partSize) {
         // One Put Blob streamed as is: the HTTP client aborts the request when the body fails, so
         // Azure, which needs every declared byte, stores nothing.
@@ -146,25 +143,16 @@ export class AzureObjectStore implements ObjectStore {
       } else {
         await this.#stageAndCommit(blob, readBlocks(stream, this.#partSize), options);
       }
-    } catch (err) {
-      throw failure() ?? toStoreError(err, target);
-    } finally {
-      stream.destroy();
-    }
+    });
   }
 
   async get(key: string, options: GetOptions = {}): Promise<GetResult> {
     assertValidKey(key);
     const target = this.#target(key);
     const range = options.range;
-    if (range !== undefined) {
-      const { start, end } = range;
-      if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
-        throw new StoreError('invalid', `invalid range ${JSON.stringify(range)} for ${target}`, { target });
-      }
-      // A count of 0 means "to the end" to the SDK, so an empty range never reaches it.
-      if (end === start) return this.#emptyRead(key, target);
-    }
+    assertValidRange(range, target);
+    // A count of 0 means "to the end" to the SDK, so an empty range never reaches it.
+    if (range !== undefined && range.end === range.start) return this.#emptyRead(key, target);
     let response;
     try {
       response = await this.#client.getBlobClient(this.#keyPrefix + key).download(

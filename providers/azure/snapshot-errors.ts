@@ -5,6 +5,7 @@
  */
 import { SnapshotError } from '../snapshotter.ts';
 import type { SnapshotErrorKind } from '../snapshotter.ts';
+import { errorDetail, kindOfStatus, SNAPSHOT_NETWORK_KINDS } from '../network-errors.ts';
 
 /**
  * ARM and Compute resource provider error codes, @azure/identity error names and Node error codes, by kind.
@@ -43,15 +44,8 @@ const KIND_BY_CODE: Readonly<Record<string, SnapshotErrorKind>> = {
   AuthenticationRequiredError: 'access-denied',
   // ARM could not be reached, or not trusted (a TLS failure will not pass by itself, but the
   // operator's fix is the same as for a network failure: the endpoint and what sits in front of it).
-  ECONNREFUSED: 'unreachable',
-  ECONNRESET: 'unreachable',
+  ...SNAPSHOT_NETWORK_KINDS,
   ECONNABORTED: 'unreachable',
-  EPIPE: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
   REQUEST_SEND_ERROR: 'unreachable', // the SDK's name for a request that broke off without a Node code
   DEPTH_ZERO_SELF_SIGNED_CERT: 'unreachable',
   SELF_SIGNED_CERT_IN_CHAIN: 'unreachable',
@@ -158,13 +152,7 @@ export function classifyAzureComputeError(err: unknown): { kind: SnapshotErrorKi
     const kind = KIND_BY_CODE[candidate];
     if (kind !== undefined) return { kind, code: candidate, status };
   }
-  if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status];
-    if (kind !== undefined) return { kind, code, status };
-    if (status >= 500) return { kind: 'failed', code, status };
-    if (status >= 400) return { kind: 'invalid', code, status };
-  }
-  return { kind: 'failed', code, status };
+  return { kind: kindOfStatus(status, KIND_BY_STATUS, 'failed', 'invalid') ?? 'failed', code, status };
 }
 
 /** An error message on one line and of bounded length (ARM messages can be long; some quote requests). */
@@ -180,7 +168,6 @@ function oneLine(text: string, max = 300): string {
 export function toSnapshotError(err: unknown, target: string): SnapshotError {
   if (err instanceof SnapshotError) return err;
   const { kind, code, status } = classifyAzureComputeError(err);
-  const detail = [code, status === undefined ? undefined : `HTTP ${status}`].filter((d) => d !== undefined).join(', ');
   const text = err instanceof Error && err.message !== '' ? `: ${oneLine(err.message)}` : '';
-  return new SnapshotError(kind, `${HINT[kind]}: ${target}${detail === '' ? '' : ` (${detail})`}${text}`, { target, cause: err });
+  return new SnapshotError(kind, `${HINT[kind]}: ${target}${errorDetail(code, status)}${text}`, { target, cause: err });
 }

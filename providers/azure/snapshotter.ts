@@ -33,6 +33,8 @@ import type {
   Snapshotter,
   SnapshotterOptions,
 } from '../snapshotter.ts';
+import { OperationBudget } from '../poll.ts';
+import { parseRetryAfter } from '../retry-after.ts';
 import { toSnapshotError } from './snapshot-errors.ts';
 
 /** Pause between two polls of a long-running operation (ARM's suggested minimum is seconds, not milliseconds). */
@@ -167,31 +169,7 @@ function throttlingRetryPolicy(sleep: SnapshotterOptions['sleep']): PipelinePoli
 
 /** The wait a Retry-After value asks for, bounded; a doubling default when it is absent or unreadable. */
 function retryAfterMs(value: string | undefined, attempt: number): number {
-  const fallback = THROTTLE_BASE_DELAY_MS * 2 ** attempt;
-  if (value === undefined || value.trim() === '') return Math.min(fallback, MAX_THROTTLE_DELAY_MS);
-  const seconds = Number(value.trim());
-  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_THROTTLE_DELAY_MS) : Math.min(fallback, MAX_THROTTLE_DELAY_MS);
-}
-
-/**
- * Time spent on one long-running operation: the larger of wall-clock time and the time the
- * injected sleep was asked for, so a test's instant sleep still runs the clock out.
- */
-class OperationClock {
-  readonly #start = performance.now();
-  #sleptMs = 0;
-
-  /** Milliseconds left of limitMs. */
-  remainingMs(limitMs: number): number {
-    return limitMs - Math.max(performance.now() - this.#start, this.#sleptMs);
-  }
-
-  /** Sleeps ms through the injected sleep, counting it. */
-  async pause(ms: number, sleep: SnapshotterOptions['sleep'], signal?: AbortSignal): Promise<void> {
-    this.#sleptMs += ms;
-    await sleep(ms, signal);
-  }
+  return Math.min(parseRetryAfter(value, Date.now()) ?? THROTTLE_BASE_DELAY_MS * 2 ** attempt, MAX_THROTTLE_DELAY_MS);
 }
 
 /** Compares ARM ids: ARM treats them case-insensitively, and VMs report disk ids with an upper-case resource group. */
@@ -474,14 +452,13 @@ class AzureSnapshotter implements Snapshotter {
    * operation fails.
    */
   async #finish<T>(poller: Lro<T>, what: string, target: string, signal?: AbortSignal): Promise<T> {
-    const limitMs = this.#options.operationTimeoutMs;
-    const clock = new OperationClock();
+    const budget = new OperationBudget(this.#options.operationTimeoutMs, this.#options.sleep);
     try {
       while (!poller.isDone) {
         this.#checkOpen();
-        const remaining = clock.remainingMs(limitMs);
-        if (remaining <= 0) throw new SnapshotError('timeout', `${what} did not finish within ${limitMs} ms`, { target });
-        await clock.pause(Math.min(POLL_INTERVAL_MS, remaining), this.#options.sleep, signal);
+        const remaining = budget.remainingMs;
+        if (remaining <= 0) throw new SnapshotError('timeout', `${what} did not finish within ${budget.limitMs} ms`, { target });
+        await budget.sleep(Math.min(POLL_INTERVAL_MS, remaining), signal);
         await poller.poll(signal === undefined ? {} : { abortSignal: signal });
       }
     } catch (err) {

@@ -6,25 +6,19 @@
  */
 import { StoreError } from '../object-store.ts';
 import type { StoreErrorKind } from '../object-store.ts';
+import { classifiedStoreError, kindOfStatus, STORE_NETWORK_KINDS, STORE_STATUS_KINDS } from '../network-errors.ts';
+import type { ErrorClass } from '../network-errors.ts';
 
 /**
  * Node network codes, the SDK's own codes, GCS error reasons (`errors[].reason`) and OAuth token
  * endpoint errors, by kind. Codes win over the HTTP status because they are more specific.
  */
 const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
-  // The service could not be reached at all (ETIMEDOUT is also the connect timeout in index.ts).
-  ECONNREFUSED: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
+  // Node's network codes: not reached at all ('unreachable'; ETIMEDOUT is also the connect timeout
+  // in index.ts), or broken mid-exchange ('transient').
+  ...STORE_NETWORK_KINDS,
   TimeoutError: 'unreachable', // gaxios' name for its own request timeout
-  // The connection broke or went quiet mid-exchange: a retry can fix it.
-  ECONNRESET: 'transient',
-  EPIPE: 'transient',
-  ESOCKETTIMEDOUT: 'transient', // the idle timeout in index.ts
-  ERR_STREAM_PREMATURE_CLOSE: 'transient',
+  ESOCKETTIMEDOUT: 'transient', // the connection went quiet: the idle timeout in index.ts
   CONTENT_DOWNLOAD_MISMATCH: 'transient', // a read whose CRC32C did not match: damaged in transit
   FILE_NO_UPLOAD: 'transient', // an upload whose CRC32C did not match; the SDK deleted the object
   FILE_NO_UPLOAD_DELETE: 'failed', // ... and could not delete it: someone must look
@@ -44,15 +38,11 @@ const KIND_BY_CODE: Readonly<Record<string, StoreErrorKind>> = {
 
 /** HTTP statuses (the JSON API's `error.code`). 404 is refined by MESSAGE_RULES into container-not-found. */
 const KIND_BY_STATUS: Readonly<Record<number, StoreErrorKind>> = {
+  ...STORE_STATUS_KINDS,
   400: 'invalid',
   401: 'access-denied',
-  403: 'access-denied',
-  404: 'not-found',
-  408: 'transient',
   409: 'transient', // a concurrent change to the same resource; GCS documents it as retryable
-  412: 'already-exists', // only ifAbsent puts send a precondition
   416: 'invalid',
-  429: 'transient',
   499: 'failed', // client closed request: our own cancellation of a resumable upload
 };
 
@@ -75,6 +65,7 @@ const HINT: Readonly<Record<StoreErrorKind, string>> = {
   unreachable: 'Cloud Storage could not be reached; check the endpoint and network',
   transient: 'Cloud Storage answered with a temporary error; safe to retry',
   invalid: 'Cloud Storage rejected the request as invalid',
+  corrupt: 'the object stored in Cloud Storage is damaged',
   failed: 'the Cloud Storage request failed',
 };
 
@@ -85,15 +76,11 @@ interface ErrorShape {
   message?: unknown;
   errors?: unknown;
   cause?: unknown;
-  response?: { status?: unknown; statusCode?: unknown; data?: unknown };
+  response?: { status?: unknown; statusCode?: unknown; data?: unknown; headers?: unknown };
 }
 
 /** What classification found: the kind, plus the code and status to name in a message. */
-export interface GcsErrorClass {
-  kind: StoreErrorKind;
-  code: string | undefined;
-  status: number | undefined;
-}
+export type GcsErrorClass = ErrorClass;
 
 /** Reads an error's fields without trusting its type. */
 function shapeOf(err: unknown): ErrorShape {
@@ -132,24 +119,17 @@ export function classifyGcsError(err: unknown): GcsErrorClass {
     const kind = KIND_BY_CODE[c];
     if (kind !== undefined) return { kind, code: c, status };
   }
-  if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status];
-    if (kind !== undefined) return { kind, code, status };
-    if (status >= 500) return { kind: 'transient', code, status };
-    if (status >= 400) return { kind: 'invalid', code, status };
-  }
-  return { kind: 'failed', code, status };
+  return { kind: kindOfStatus(status, KIND_BY_STATUS, 'transient', 'invalid') ?? 'failed', code, status };
 }
 
 /**
- * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`.
- * The message names the code and status only: SDK and token-endpoint messages can echo request
- * details, and a credential must never reach a log.
+ * Turns anything the SDK threw into a StoreError about target, keeping the original as `cause`
+ * and the wait a throttling answer asked for (Retry-After). The message names the code and status
+ * only: SDK and token-endpoint messages can echo request details, and a credential must never
+ * reach a log.
  */
 export function toStoreError(err: unknown, target: string): StoreError {
   if (err instanceof StoreError) return err;
-  const { kind, code, status } = classifyGcsError(err);
-  const detail = [code, status === undefined ? undefined : `HTTP ${status}`].filter((d) => d !== undefined).join(', ');
-  const message = `${HINT[kind]}: ${target}${detail === '' ? '' : ` (${detail})`}`;
-  return new StoreError(kind, message, { target, cause: err });
+  const found = classifyGcsError(err);
+  return classifiedStoreError(found, HINT[found.kind], target, err, shapeOf(err).response?.headers);
 }

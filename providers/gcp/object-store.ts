@@ -7,7 +7,7 @@ import type { Bucket, CreateWriteStreamOptions, File, FileMetadata, Storage } fr
 import { Readable } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { assertValidKey, assertValidMetadata, StoreError } from '../object-store.ts';
-import { mapBodyErrors, sendableBody } from '../body.ts';
+import { assertContentLength, assertValidRange, mapBodyErrors, sendStream } from '../body.ts';
 import type {
   GetOptions,
   GetResult,
@@ -129,9 +129,7 @@ export class GcsObjectStore implements ObjectStore {
     assertValidMetadata(options.metadata);
     const target = this.#target(key);
     const length = options.contentLength;
-    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-      throw new StoreError('invalid', `contentLength ${length} for ${target} is not a byte count`, { target });
-    }
+    assertContentLength(length, target);
     await this.#requests.run(async () => {
       if (body instanceof Uint8Array) {
         try {
@@ -141,25 +139,23 @@ export class GcsObjectStore implements ObjectStore {
         }
         return;
       }
-      const { stream, failure } = sendableBody(body(), length, target);
-      // An abort must also stop reading a slow source, before any request has been made.
-      const signal = options.signal;
-      const onAbort = (): void => {
-        stream.destroy(new StoreError('failed', `the upload to ${target} was aborted`, { target, cause: signal?.reason }));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        // A body that fits in one part goes as one request; reading it first also means a failing
-        // source fails before anything is sent. Beyond one part, memory stays at about one chunk.
-        const head = length !== undefined && length > this.#partSize ? { chunks: [], ended: false } : await readHead(stream, this.#partSize);
-        if (head.ended) await this.#save(key, Buffer.concat(head.chunks), options);
-        else await this.#uploadResumable(key, prepend(head.chunks, stream), options);
-      } catch (err) {
-        throw failure() ?? toStoreError(err, target);
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-        stream.destroy();
-      }
+      await sendStream(body(), length, target, toStoreError, async (stream) => {
+        // An abort must also stop reading a slow source, before any request has been made.
+        const signal = options.signal;
+        const onAbort = (): void => {
+          stream.destroy(new StoreError('failed', `the upload to ${target} was aborted`, { target, cause: signal?.reason }));
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          // A body that fits in one part goes as one request; reading it first also means a failing
+          // source fails before anything is sent. Beyond one part, memory stays at about one chunk.
+          const head = length !== undefined && length > this.#partSize ? { chunks: [], ended: false } : await readHead(stream, this.#partSize);
+          if (head.ended) await this.#save(key, Buffer.concat(head.chunks), options);
+          else await this.#uploadResumable(key, prepend(head.chunks, stream), options);
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+      });
     }, options.signal);
   }
 
@@ -167,12 +163,7 @@ export class GcsObjectStore implements ObjectStore {
     assertValidKey(key);
     const target = this.#target(key);
     const range = options.range;
-    if (range !== undefined) {
-      const { start, end } = range;
-      if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
-        throw new StoreError('invalid', `invalid range ${JSON.stringify(range)} for ${target}`, { target });
-      }
-    }
+    assertValidRange(range, target);
     const result = await this.#requests.run(async () => {
       // Metadata first: the contract's info (size, metadata) needs it, and the read then names the
       // generation it describes, so that the bytes and the info are of the same object.

@@ -11,6 +11,7 @@
  */
 import { SnapshotError } from '../snapshotter.ts';
 import type { SnapshotErrorKind } from '../snapshotter.ts';
+import { kindOfStatus, SNAPSHOT_NETWORK_KINDS } from '../network-errors.ts';
 
 /**
  * Reasons, from `errors[].reason` and ErrorInfo `reason`, by kind. They win over the HTTP status:
@@ -55,14 +56,7 @@ const KIND_BY_OPERATION_CODE: Readonly<Record<string, SnapshotErrorKind>> = {
 
 /** Node network codes anywhere in the cause chain: the API could not be reached at all. */
 const KIND_BY_NODE_CODE: Readonly<Record<string, SnapshotErrorKind>> = {
-  ECONNREFUSED: 'unreachable',
-  ECONNRESET: 'unreachable',
-  ENOTFOUND: 'unreachable',
-  EAI_AGAIN: 'unreachable',
-  EHOSTUNREACH: 'unreachable',
-  ENETUNREACH: 'unreachable',
-  ETIMEDOUT: 'unreachable',
-  EPIPE: 'unreachable',
+  ...SNAPSHOT_NETWORK_KINDS,
   // The token endpoint refused the credentials (RFC 6749 section 5.2).
   invalid_grant: 'access-denied',
   invalid_client: 'access-denied',
@@ -235,8 +229,7 @@ export function classifyComputeError(err: unknown): ComputeErrorClass {
     if (kind !== undefined) return result(kind, code);
   }
   if (status !== undefined) {
-    const kind = KIND_BY_STATUS[status] ?? (status >= 500 ? 'failed' : status >= 400 ? 'invalid' : 'failed');
-    return result(kind);
+    return result(kindOfStatus(status, KIND_BY_STATUS, 'failed', 'invalid') ?? 'failed');
   }
   const grpc = typeof shape.code === 'number' ? KIND_BY_GRPC_CODE[shape.code] : undefined;
   return result(grpc ?? 'failed');

@@ -8,7 +8,8 @@
  *
  * Long-running operations are waited for with zoneOperations.wait / globalOperations.wait (which
  * return when the operation is DONE or after about two minutes), sleeping through options.sleep
- * between calls; the budget is options.operationTimeoutMs of sleeps plus time spent in calls.
+ * between calls, within a budget of options.operationTimeoutMs (providers/poll.ts: the larger of
+ * the wall clock, which counts the time spent in calls, and the time slept).
  * The client's own retries are off; throttling and the service's 5xx answers are retried here a
  * bounded number of times, through options.sleep, with the same requestId so that a repeated create
  * is not applied twice. Every client error leaves through toSnapshotError or operationError.
@@ -27,6 +28,7 @@ import type {
   Snapshotter,
   SnapshotterOptions,
 } from '../snapshotter.ts';
+import { OperationBudget } from '../poll.ts';
 import { classifyComputeError, operationError, snapshotError, toSnapshotError } from './snapshot-errors.ts';
 
 type ComputeOperation = protos.google.cloud.compute.v1.IOperation;
@@ -488,15 +490,14 @@ class GceSnapshotter implements Snapshotter {
 
   /** The disk once READY: a disk whose insert is DONE normally is; otherwise poll within the operation budget. */
   async #readyDisk(ref: ZonalRef, signal?: AbortSignal): Promise<ComputeDisk> {
-    let spent = 0;
+    const budget = this.#budget();
     let delay = POLL_INITIAL_MS;
     for (;;) {
       const disk = await this.#getDisk(ref, signal);
       if (disk.status === 'READY') return disk;
       if (disk.status === 'FAILED') throw snapshotError('failed', `disk ${ref.path}`, 'Compute Engine reports the new disk FAILED');
-      if (spent >= this.#timeoutMs) throw snapshotError('timeout', `disk ${ref.path}`, `still ${String(disk.status)} after ${this.#timeoutMs} ms`);
-      await this.#sleep(delay, signal);
-      spent += delay;
+      if (budget.remainingMs <= 0) throw snapshotError('timeout', `disk ${ref.path}`, `still ${String(disk.status)} after ${budget.limitMs} ms`);
+      await budget.sleep(delay, signal);
       delay = Math.min(delay * 2, POLL_MAX_MS);
     }
   }
@@ -513,13 +514,13 @@ class GceSnapshotter implements Snapshotter {
     const operation = op.name ?? '';
     const project = this.#project;
     let current = op;
-    let spent = 0;
+    // The budget counts the wait calls (each may take up to two minutes on the service) and the sleeps.
+    const budget = this.#budget();
     let delay = POLL_INITIAL_MS;
     while (current.status !== 'DONE') {
-      if (spent >= this.#timeoutMs) {
-        throw snapshotError('timeout', target, `operation ${operation} still ${String(current.status)} after ${this.#timeoutMs} ms`);
+      if (budget.remainingMs <= 0) {
+        throw snapshotError('timeout', target, `operation ${operation} still ${String(current.status)} after ${budget.limitMs} ms`);
       }
-      const started = performance.now();
       current = await this.#call<ComputeOperation>(
         target,
         (o, done) =>
@@ -529,10 +530,8 @@ class GceSnapshotter implements Snapshotter {
         signal,
         WAIT_REQUEST_TIMEOUT_MS,
       );
-      spent += performance.now() - started;
       if (current.status === 'DONE') break;
-      await this.#sleep(delay, signal);
-      spent += delay;
+      await budget.sleep(delay, signal);
       delay = Math.min(delay * 2, POLL_MAX_MS);
     }
     const failure = operationError(current, target);
@@ -589,6 +588,11 @@ class GceSnapshotter implements Snapshotter {
         await this.#sleep(Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS), signal);
       }
     }
+  }
+
+  /** A fresh time budget for one operation: operationTimeoutMs. */
+  #budget(): OperationBudget {
+    return new OperationBudget(this.#timeoutMs, this.#sleep);
   }
 
   #assertOpen(): void {

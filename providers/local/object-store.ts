@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import {
-  StoreError, assertValidKey, assertValidMetadata,
+  StoreError, assertValidKey, assertValidMetadata, isStoreError,
   type GetOptions, type GetResult, type ListPage, type ObjectInfo, type ObjectMetadata, type ObjectStore,
   type PutBody, type PutOptions, type StoreCapabilities,
 } from '../object-store.ts';
@@ -108,18 +108,10 @@ export class LocalObjectStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key);
-    let handle: FileHandle | undefined;
-    try {
-      handle = await open(this.#path(key), 'r');
+    return this.#withObjectFile(key, async (handle) => {
       const { metadata, size, mtime } = await readHeader(handle, key);
       return { key, size, lastModified: mtime, metadata };
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
-      throw toStoreError(err, key);
-    } finally {
-      await handle?.close().catch(() => undefined);
-    }
+    });
   }
 
   async list(prefix: string, options: { pageToken?: string; pageSize?: number } = {}): Promise<ListPage> {
@@ -135,7 +127,9 @@ export class LocalObjectStore implements ObjectStore {
     const after = options.pageToken;
     const from = after === undefined ? 0 : keys.findIndex((k) => k > after);
     const slice = from < 0 ? [] : keys.slice(from, from + pageSize);
-    const infos = await Promise.all(slice.map((key) => this.head(key)));
+    // Names, sizes and times only: a listing never reads an object's metadata, so one damaged
+    // header cannot hide the other objects (get and head of that one report it as 'corrupt').
+    const infos = await Promise.all(slice.map((key) => this.#listed(key)));
     const items = infos.filter((i): i is ObjectInfo => i !== undefined);
     const more = from >= 0 && from + pageSize < keys.length;
     const last = slice[slice.length - 1];
@@ -191,6 +185,40 @@ export class LocalObjectStore implements ObjectStore {
       if (s.uid !== 0) this.#owner = { uid: s.uid, gid: s.gid };
     }
     this.#rootChecked = true;
+  }
+
+  /**
+   * What a listing says of one object: its payload size and time, from the file's size and the
+   * fixed part of its header. A header too damaged to tell its length lists the whole file's size.
+   * Undefined when the file went away since the walk.
+   */
+  async #listed(key: string): Promise<ObjectInfo | undefined> {
+    return this.#withObjectFile(key, async (handle) => {
+      const s = await handle.stat();
+      if (!s.isFile()) return undefined;
+      const fixed = Buffer.alloc(HEADER_FIXED);
+      const { bytesRead } = await handle.read(fixed, 0, HEADER_FIXED, 0);
+      const length = headerLength(fixed.subarray(0, bytesRead), s.size);
+      return { key, size: length === undefined ? s.size : s.size - length, lastModified: s.mtime };
+    });
+  }
+
+  /**
+   * Runs read on the open file of key and closes it; undefined when there is no such object (no
+   * file, or a directory where the key points), any other failure as a StoreError.
+   */
+  async #withObjectFile<T>(key: string, read: (handle: FileHandle) => Promise<T | undefined>): Promise<T | undefined> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(this.#path(key), 'r');
+      return await read(handle);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || isStoreError(err, 'not-found')) return undefined;
+      throw toStoreError(err, key);
+    } finally {
+      await handle?.close().catch(() => undefined);
+    }
   }
 
   #path(key: string): string {
@@ -255,26 +283,43 @@ function encodeHeader(metadata: ObjectMetadata): Buffer {
   return Buffer.concat([MAGIC, len, json]);
 }
 
+/**
+ * The whole header's length (fixed part plus metadata) from its fixed part, or undefined when
+ * the bytes are not a valid header for a file of fileSize bytes.
+ */
+function headerLength(fixed: Buffer, fileSize: number): number | undefined {
+  if (fixed.length < HEADER_FIXED || !fixed.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  const length = HEADER_FIXED + fixed.readUInt32BE(MAGIC.length);
+  return length <= fileSize ? length : undefined;
+}
+
+/** A damaged object: exit 4 through the core's mapping, naming the object. */
+function corrupt(key: string, what: string, cause?: unknown): StoreError {
+  return new StoreError('corrupt', `${key} is damaged: ${what}`, { target: key, ...(cause === undefined ? {} : { cause }) });
+}
+
 async function readHeader(handle: FileHandle, key: string): Promise<{ metadata: ObjectMetadata; offset: number; size: number; mtime: Date }> {
   const s = await handle.stat();
   if (!s.isFile()) throw new StoreError('not-found', `${key} is not an object`, { target: key });
   const fixed = Buffer.alloc(HEADER_FIXED);
   const { bytesRead } = await handle.read(fixed, 0, HEADER_FIXED, 0);
   if (bytesRead < HEADER_FIXED || !fixed.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new StoreError('failed', `${key} is not a cloudbarman object (bad header): corrupt or written by another tool`, { target: key });
+    throw corrupt(key, 'it has no cloudbarman object header (damaged, or written by another tool)');
   }
-  const len = fixed.readUInt32BE(MAGIC.length);
-  if (HEADER_FIXED + len > s.size) throw new StoreError('failed', `${key} has a truncated header`, { target: key });
-  const json = Buffer.alloc(len);
-  await handle.read(json, 0, len, HEADER_FIXED);
-  let metadata: ObjectMetadata;
+  const offset = headerLength(fixed, s.size);
+  if (offset === undefined) throw corrupt(key, 'its metadata header is truncated');
+  const json = Buffer.alloc(offset - HEADER_FIXED);
+  await handle.read(json, 0, json.length, HEADER_FIXED);
+  let metadata: unknown;
   try {
-    metadata = JSON.parse(json.toString('utf8')) as ObjectMetadata;
+    metadata = JSON.parse(json.toString('utf8'));
   } catch (err) {
-    throw new StoreError('failed', `${key} has a corrupt metadata header`, { target: key, cause: err });
+    throw corrupt(key, 'its metadata header is not valid JSON', err);
   }
-  const offset = HEADER_FIXED + len;
-  return { metadata, offset, size: s.size - offset, mtime: s.mtime };
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata) || !Object.values(metadata).every((v) => typeof v === 'string')) {
+    throw corrupt(key, 'its metadata header is not a map of strings');
+  }
+  return { metadata: metadata as ObjectMetadata, offset, size: s.size - offset, mtime: s.mtime };
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -2,8 +2,8 @@
  * A fault-injecting HTTP proxy for tests: it sits on 127.0.0.1 between cloudbarman and a store
  * server (s3rver, azurite, the GCS test server) and, under a seeded schedule, answers a share of
  * the requests with what real object stores and networks do to clients: 500 and 503 answers, S3's
- * SlowDown, a connection reset while the client uploads or while it downloads, a response that
- * stalls, and a body cut short of its Content-Length. Every other request passes through unchanged
+ * SlowDown (with a Retry-After when asked), a connection reset while the client uploads or while
+ * it downloads, a response that stalls, and a body cut short of its Content-Length. Every other request passes through unchanged
  * (the Host header included, so that signatures still verify).
  *
  * Some faults are injected before the request reaches the server (nothing was applied), others
@@ -133,6 +133,12 @@ export interface FaultProxyOptions {
   flavor?: ProxyFlavor;
   /** Longest a stalled response is held when the client never gives up; 30 s by default. */
   stallCapMs?: number;
+  /**
+   * Headers added to the 503 and SlowDown answers, to say when to come back: `{ 'retry-after': '3' }`,
+   * an HTTP date, or Azure's `{ 'x-ms-retry-after-ms': '2500' }`. A function is called per answer
+   * (for a date relative to now). None by default: the stores behind the proxy send none either.
+   */
+  throttleHeaders?: OutgoingHttpHeaders | (() => OutgoingHttpHeaders);
 }
 
 /** A running proxy. */
@@ -222,7 +228,8 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
           await readAll(up);
         }
         record(decision, kind, req, 0);
-        sendError(res, req, flavor, kind, decision.seq);
+        const extra = kind === 'error-500' ? {} : typeof options.throttleHeaders === 'function' ? options.throttleHeaders() : (options.throttleHeaders ?? {});
+        sendError(res, req, flavor, kind, decision.seq, extra);
         return;
       }
       case 'reset-request': {
@@ -376,11 +383,18 @@ async function readAll(message: IncomingMessage): Promise<Buffer> {
 }
 
 /** The error answer of a fault, in the dialect of the server behind the proxy. */
-function sendError(res: ServerResponse, req: IncomingMessage, flavor: ProxyFlavor, kind: 'error-500' | 'error-503' | 'slow-down', seq: number): void {
+function sendError(
+  res: ServerResponse,
+  req: IncomingMessage,
+  flavor: ProxyFlavor,
+  kind: 'error-500' | 'error-503' | 'slow-down',
+  seq: number,
+  extraHeaders: OutgoingHttpHeaders,
+): void {
   const status = kind === 'error-500' ? 500 : 503;
   const code = kind === 'slow-down' ? 'SlowDown' : kind === 'error-500' ? 'InternalError' : flavor === 'azure' ? 'ServerBusy' : 'ServiceUnavailable';
   const message = kind === 'slow-down' ? 'Please reduce your request rate.' : 'We encountered an internal error. Please try again.';
-  const headers: OutgoingHttpHeaders = {};
+  const headers: OutgoingHttpHeaders = { ...extraHeaders };
   let body: string;
   if (flavor === 'gcs') {
     headers['content-type'] = 'application/json; charset=UTF-8';
@@ -390,7 +404,6 @@ function sendError(res: ServerResponse, req: IncomingMessage, flavor: ProxyFlavo
     if (flavor === 'azure') headers['x-ms-error-code'] = code;
     body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-${seq}</RequestId></Error>`;
   }
-  if (kind === 'slow-down' || kind === 'error-503') headers['retry-after'] = '1';
   if (req.method === 'HEAD') {
     res.writeHead(status, headers);
     res.end();

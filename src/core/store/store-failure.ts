@@ -14,6 +14,7 @@ const MAPPING: Readonly<Record<StoreErrorKind, { kind: FailureKind; hint: string
   // Only reached once the retry policy gave up (retry_timeout): say so, and what helps.
   transient: { kind: 'unreachable', hint: 'the store kept failing for retry_timeout; run again once it recovers, or raise retry_timeout' },
   invalid: { kind: 'bad-input', hint: 'the request was rejected as invalid; check the destination and options' },
+  corrupt: { kind: 'integrity', hint: 'the stored object is damaged; it cannot be trusted or read back' },
   failed: { kind: 'failed', hint: 'run with -v for the cause' },
 };
 

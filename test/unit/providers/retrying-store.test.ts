@@ -52,3 +52,38 @@ test('gives up when the next wait would pass the time budget', async () => {
   await assert.rejects(retrying('op', { ...policy, timeoutMs: 250, maxAttempts: 100 }, env, async () => { calls++; throw new StoreError('transient', 'x'); }));
   assert.equal(calls, 2); // 100 ms, then 200 more would exceed 250
 });
+
+test('a Retry-After is a floor under the backoff: the wait is the larger of the two', async () => {
+  const env = fakeEnv();
+  const asked = [3_000, 50, undefined];
+  let calls = 0;
+  const value = await retrying('op', policy, env, async () => {
+    const retryAfterMs = asked[calls++];
+    if (calls <= asked.length) throw new StoreError('transient', 'slow down', retryAfterMs === undefined ? {} : { retryAfterMs });
+    return 'ok';
+  });
+  assert.equal(value, 'ok');
+  // 3 s asked over a 100 ms backoff; 50 ms asked under a 200 ms backoff; nothing asked: 400 ms.
+  assert.deepEqual(env.sleeps, [3_000, 200, 400]);
+});
+
+test('a Retry-After beyond the budget fails at once, naming the wait and what was left', async () => {
+  const env = fakeEnv();
+  let calls = 0;
+  const retried: number[] = [];
+  await assert.rejects(
+    retrying('op', { ...policy, timeoutMs: 5_000 }, { ...env, onRetry: (_op, _n, _e, delay) => retried.push(delay) }, async () => {
+      calls++;
+      throw new StoreError('transient', 'throttled', { target: 'k', retryAfterMs: calls === 1 ? 1_000 : 4_500 });
+    }),
+    (err: StoreError) => {
+      assert.equal(err.kind, 'transient');
+      assert.equal(err.target, 'k');
+      assert.match(err.message, /^throttled \(the store asked to retry after 4\.5 s, more than the 4\.0 s left of the retry budget; gave up after 2 attempts in 1\.0 s\)$/);
+      return true;
+    },
+  );
+  assert.equal(calls, 2);
+  assert.deepEqual(env.sleeps, [1_000]);
+  assert.deepEqual(retried, [1_000]);
+});
