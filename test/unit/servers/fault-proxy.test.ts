@@ -158,6 +158,35 @@ describe('faults on the wire', () => {
     }
   });
 
+  it('a 503 or SlowDown carries Retry-After only when asked, as a fixed value or one made per answer', async () => {
+    const plain = await startFaultProxy({ target, seed: 3, rate: 1, kinds: ['slow-down'] });
+    let made = 0;
+    const asked = await startFaultProxy({
+      target, seed: 3, rate: 1, kinds: ['error-503', 'slow-down', 'error-500'], flavor: 'azure',
+      throttleHeaders: () => ({ 'retry-after': String(++made), 'x-ms-retry-after-ms': '2500' }),
+    });
+    try {
+      const none = await call(plain.endpoint);
+      assert.equal(none.status, 503);
+      assert.equal(none.headers?.['retry-after'], undefined);
+      const statuses = new Set<number>();
+      for (let i = 0; i < 12; i++) {
+        const r = await call(asked.endpoint, { method: i % 2 === 0 ? 'GET' : 'HEAD' });
+        statuses.add(r.status ?? 0);
+        if (r.status === 500) {
+          assert.equal(r.headers?.['retry-after'], undefined);
+          continue;
+        }
+        assert.equal(r.status, 503);
+        assert.equal(r.headers?.['x-ms-retry-after-ms'], '2500');
+        assert.equal(r.headers?.['retry-after'], String(made));
+      }
+      assert.deepEqual([...statuses].sort(), [500, 503]);
+    } finally {
+      await Promise.all([plain.stop(), asked.stop()]);
+    }
+  });
+
   it('truncates a body short of its Content-Length, and the client notices', async () => {
     await withProxy('truncate', async (endpoint, log) => {
       const r = await call(endpoint);
