@@ -3,8 +3,6 @@
  * object store with the retry policy wrapped around it. Chosen here, once, for all commands.
  */
 import type { ObjectStore } from '../../providers/object-store.ts';
-import { openObjectStore } from '../../providers/registry.ts';
-import { withRetries } from '../../providers/retrying-store.ts';
 import { loadServerConfig, toStoreOptions, type ServerConfig } from '../config/load.ts';
 import { configFlagsFrom, type FlagRenames } from './config-flags.ts';
 import { storeFailure } from '../core/store/store-failure.ts';
@@ -58,13 +56,19 @@ async function warnAboutReadableSecrets(cfg: ServerConfig): Promise<void> {
 
 /** Opens the server's store, wrapped in the one retry policy. */
 export async function openStore(cfg: ServerConfig, log: Logger): Promise<ObjectStore> {
+  // Loaded here, not up front (they load node:crypto and node:stream): a wal-upload that a spool
+  // record confirms never opens a store.
+  const [{ openObjectStore }, { withRetries }] = await Promise.all([import('../../providers/registry.ts'), import('../../providers/retrying-store.ts')]);
   let store: ObjectStore;
   try {
     store = await openObjectStore(cfg.provider, toStoreOptions(cfg));
   } catch (err) {
     throw storeFailure(err, 'opening the store', cfg.destination);
   }
-  return withRetries(store, { timeoutMs: cfg.retryTimeoutMs, maxAttempts: 10, baseDelayMs: 200, maxDelayMs: 5_000 }, {
+  const retrying = withRetries(store, { timeoutMs: cfg.retryTimeoutMs, maxAttempts: 10, baseDelayMs: 200, maxDelayMs: 5_000 }, {
     onRetry: (op, attempt, error, delay) => log.debug(`${op}: attempt ${attempt} failed (${error.kind}: ${error.message}); retrying in ${delay} ms`),
   });
+  // Client-side encryption (docs/encryption.md) wraps the retrying store; keys load on first use.
+  const { withClientEncryption, encryptionKeysFor } = await import('../core/crypto/encrypting-store.ts');
+  return withClientEncryption(retrying, encryptionKeysFor(cfg, process.env));
 }

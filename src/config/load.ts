@@ -96,6 +96,11 @@ export interface ServerConfig {
   gcpStorageClass?: 'STANDARD' | 'NEARLINE' | 'COLDLINE' | 'ARCHIVE';
   /** key=value,... as written; toStoreOptions parses it (values.ts parseTags). */
   tags?: string;
+  /** Client-side encryption of what is stored (docs/encryption.md). */
+  clientEncryption: 'none' | 'aes-256-gcm';
+  encryptionKeyFile?: string;
+  /** The environment variable holding the key when no key file is set. */
+  encryptionKeyEnv: string;
   backupMethod: BackupMethod;
   compression: WalCompression;
   /** Defaults to the WAL compression. */
@@ -174,6 +179,9 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   gcp_kms_key_name: 'gcpKmsKeyName',
   gcp_storage_class: 'gcpStorageClass',
   tags: 'tags',
+  client_encryption: 'clientEncryption',
+  encryption_key_file: 'encryptionKeyFile',
+  encryption_key_env: 'encryptionKeyEnv',
   backup_method: 'backupMethod',
   compression: 'compression',
   backup_compression: 'backupCompression',
@@ -546,6 +554,9 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     gcpKmsKeyName: str('gcp_kms_key_name'),
     gcpStorageClass: str('gcp_storage_class') as ServerConfig['gcpStorageClass'],
     tags: str('tags'),
+    clientEncryption: required('client_encryption') as ServerConfig['clientEncryption'],
+    encryptionKeyFile: str('encryption_key_file'),
+    encryptionKeyEnv: required('encryption_key_env'),
     backupMethod: required('backup_method') as BackupMethod,
     compression: required('compression') as WalCompression,
     backupCompression: required('backup_compression') as BackupCompression,

@@ -113,6 +113,29 @@ const TABLE = [
     description: 'key=value pairs, comma-separated, set as tags on new objects (Azure blob index tags, S3 object tags)',
   },
 
+  // --- client-side encryption (docs/encryption.md)
+  {
+    name: 'client_encryption',
+    type: 'enum',
+    values: ['none', 'aes-256-gcm'],
+    default: 'none',
+    description: 'encrypt base backup data, manifests, backup_label and WAL on this host before they are stored: none or aes-256-gcm (docs/encryption.md); reading encrypted objects needs only the key',
+  },
+  {
+    name: 'encryption_key_file',
+    type: 'path',
+    description: 'file holding the client-side encryption key: 32 raw bytes, or lines of 64 hex digits or base64 (the first encrypts, the others still decrypt); must not be readable by every user',
+  },
+  {
+    name: 'encryption_key_env',
+    type: 'string',
+    default: 'CLOUDBARMAN_ENCRYPTION_KEY',
+    check: (v: string) => (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(v)
+      ? 'is not an environment variable name'
+      : v !== 'CLOUDBARMAN_ENCRYPTION_KEY' && v.toUpperCase().startsWith('CLOUDBARMAN_') ? 'must not start with CLOUDBARMAN_ (those name settings), except the default CLOUDBARMAN_ENCRYPTION_KEY' : undefined),
+    description: 'environment variable holding the client-side encryption key (64 hex digits or base64 of 32 bytes), used when encryption_key_file is not set',
+  },
+
   // --- backups
   {
     name: 'backup_method',
@@ -275,7 +298,7 @@ export function envName(name: string): string {
 export const ENV_PREFIX = 'CLOUDBARMAN_';
 
 /** CLOUDBARMAN_ variables that are not options, so the typo check leaves them alone. */
-export const NON_OPTION_ENV_VARS: ReadonlySet<string> = new Set(['CLOUDBARMAN_CONFIG']);
+export const NON_OPTION_ENV_VARS: ReadonlySet<string> = new Set(['CLOUDBARMAN_CONFIG', 'CLOUDBARMAN_ENCRYPTION_KEY']);
 
 /** The section holding defaults for every server. */
 export const DEFAULTS_SECTION = 'cloudbarman';

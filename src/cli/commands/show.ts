@@ -42,6 +42,7 @@ export const registerShow: Register = (program, run) => {
             `  stored:            ${formatBytes(backup.stored_bytes)} in ${backup.part_count} parts (${backup.compression})`,
           ]),
           `  postgresql:        ${backup.pg_version ?? '-'}, system identifier ${backup.system_identifier ?? '-'}, data checksums ${backup.data_checksums === null ? '-' : backup.data_checksums ? 'on' : 'off'}`,
+          `  encryption:        ${backup.encryption === undefined ? '-' : backup.encryption === null ? 'none (client-side)' : `${backup.encryption.algorithm}, key ${backup.encryption.key_id}`}`,
           `  tablespaces:       ${backup.tablespaces.length === 0 ? 'none' : backup.tablespaces.map((t) => `${t.name} (oid ${t.oid}) at ${t.location}`).join(', ')}`,
           ...(backup.pgdata === undefined ? [] : [`  data directory:    ${backup.pgdata}`]),
           ...(backup.snapshots === undefined ? [] : backup.snapshots.length === 0 ? ['  snapshots:         none'] : backup.snapshots.map((s, i) =>

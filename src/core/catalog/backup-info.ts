@@ -62,6 +62,19 @@ export interface BackupInfo {
   snapshots?: SnapshotRecord[];
   /** backup_method snapshot: the data directory as the snapshots hold it; a restore brings it back at this path. */
   pgdata?: string;
+  /**
+   * Client-side encryption of the backup's data, manifest and backup_label (docs/encryption.md): the
+   * algorithm and the id of the key, never the key. null: not encrypted. Absent: written before
+   * cloudbarman recorded it. This entry itself is never encrypted.
+   */
+  encryption?: BackupEncryption | null;
+}
+
+/** How a backup's objects are encrypted. */
+export interface BackupEncryption {
+  algorithm: 'aes-256-gcm';
+  /** The master key's id (a fingerprint, docs/encryption.md). */
+  key_id: string;
 }
 
 /**

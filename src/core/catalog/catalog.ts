@@ -3,13 +3,15 @@
  * Write-once: the entry is created with create-if-absent (which claims the backup id) and
  * rewritten only by the run that created it, to DONE or FAILED, after all its data is stored.
  */
+import { createHash } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import type { ObjectStore } from '../../../providers/object-store.ts';
 import { isStoreError, listAll } from '../../../providers/object-store.ts';
 import { compressBuffer, decompressBuffer, EXTENSIONS, isCompression } from '../../io/compression.ts';
 import { CloudbarmanError } from '../errors.ts';
+import { clientEncryptionOf } from '../crypto/encrypting-store.ts';
 import { storeFailure } from '../store/store-failure.ts';
-import { BACKUP_FORMAT_VERSION, type BackupInfo } from './backup-info.ts';
+import { BACKUP_FORMAT_VERSION, PART_META, type BackupInfo } from './backup-info.ts';
 import { BACKUP_INFO_NAME, MANIFEST_BASENAME, backupIdFor, backupPrefix, backupsPrefix, isBackupId } from './backup-keys.ts';
 import type { Manifest } from './manifest.ts';
 import { KEEP_ANNOTATION_NAME, readKeep } from './keep-store.ts';
@@ -95,7 +97,7 @@ export async function readBackupInfo(store: ObjectStore, server: string, id: str
  */
 export async function createBackupEntry(store: ObjectStore, make: (id: string) => BackupInfo, now: Date): Promise<BackupInfo> {
   for (let attempt = 1; attempt <= 50; attempt++) {
-    const info = make(backupIdFor(now, attempt));
+    const info = await withEncryption(store, make(backupIdFor(now, attempt)));
     const key = `${backupPrefix(info.server, info.id)}${BACKUP_INFO_NAME}`;
     try {
       await store.put(key, encode(info), { ifAbsent: true, metadata: { cb_format: String(BACKUP_FORMAT_VERSION) } });
@@ -111,7 +113,7 @@ export async function createBackupEntry(store: ObjectStore, make: (id: string) =
 export async function writeBackupInfo(store: ObjectStore, info: BackupInfo): Promise<void> {
   const key = `${backupPrefix(info.server, info.id)}${BACKUP_INFO_NAME}`;
   try {
-    await store.put(key, encode(info), { metadata: { cb_format: String(BACKUP_FORMAT_VERSION) } });
+    await store.put(key, encode(await withEncryption(store, info)), { metadata: { cb_format: String(BACKUP_FORMAT_VERSION) } });
   } catch (err) {
     throw storeFailure(err, `writing the catalog entry of ${info.id}`, `${store.url} ${key}`);
   }
@@ -122,8 +124,10 @@ export async function writeManifest(store: ObjectStore, server: string, manifest
   const codec = manifest.compression === 'lz4' ? 'zstd' : manifest.compression;
   const key = `${backupPrefix(server, manifest.backup_id)}${MANIFEST_BASENAME}${EXTENSIONS[codec]}`;
   const body = await compressBuffer(Buffer.from(JSON.stringify(manifest)), codec);
+  // Its own checksum, as parts have: readManifest refuses a manifest whose bytes changed.
+  const sha256 = createHash('sha256').update(body).digest('hex');
   try {
-    await store.put(key, body, { ifAbsent: true, metadata: { cb_compression: codec, cb_format: String(BACKUP_FORMAT_VERSION) } });
+    await store.put(key, body, { ifAbsent: true, metadata: { [PART_META.sha256]: sha256, [PART_META.compression]: codec, [PART_META.format]: String(BACKUP_FORMAT_VERSION) } });
   } catch (err) {
     throw storeFailure(err, `writing the manifest of ${manifest.backup_id}`, `${store.url} ${key}`);
   }
@@ -144,8 +148,14 @@ export async function readManifest(store: ObjectStore, server: string, id: strin
   }
   try {
     const { body, info } = await store.get(key);
-    const codec = info.metadata?.['cb_compression'] ?? 'none';
+    const codec = info.metadata?.[PART_META.compression] ?? 'none';
     const raw = await buffer(body);
+    const recorded = info.metadata?.[PART_META.sha256];
+    if (recorded !== undefined && createHash('sha256').update(raw).digest('hex') !== recorded) {
+      throw new CloudbarmanError('integrity', `the manifest ${store.url} ${key} of backup ${id} is damaged: its SHA-256 does not match the one recorded when it was stored`, {
+        hint: 'the manifest was altered or damaged in the store; restore another backup, and check the store',
+      });
+    }
     const json = decompressBuffer(raw, isCompression(codec) ? codec : 'none');
     const manifest = JSON.parse(json.toString('utf8')) as Manifest;
     if (manifest.format_version !== BACKUP_FORMAT_VERSION) {
@@ -159,6 +169,17 @@ export async function readManifest(store: ObjectStore, server: string, id: strin
     }
     throw storeFailure(err, `reading the manifest of ${id}`, `${store.url} ${key}`);
   }
+}
+
+/**
+ * The entry with its `encryption` field: kept when the entry has it (a rewrite by delete or keep
+ * records what the backup was written with, whatever the config now says), otherwise what the
+ * store encrypts with. Asking the store loads the key, so a backup without one fails before it starts.
+ */
+async function withEncryption(store: ObjectStore, info: BackupInfo): Promise<BackupInfo> {
+  if (info.encryption !== undefined) return info;
+  const enc = await clientEncryptionOf(store);
+  return { ...info, encryption: enc === undefined ? null : { algorithm: enc.algorithm, key_id: enc.keyId } };
 }
 
 function encode(info: BackupInfo): Buffer {

@@ -57,6 +57,10 @@ export async function checkPartFully(ctx: PartCheckContext, part: PlannedPart): 
     try {
       return await checkOnce(ctx, part);
     } catch (err) {
+      // An encrypted part that does not authenticate: a finding about this part, like a checksum mismatch.
+      if (err instanceof CloudbarmanError && err.kind === 'integrity' && !ctx.signal.aborted) {
+        return { problem: `it does not decrypt: ${err.message.replace(/^.* is corrupt: /, '')}`, bytesRead: 0 };
+      }
       if (!(err instanceof TransferError) || attempt >= ATTEMPTS || ctx.signal.aborted) {
         if (err instanceof TransferError) throw new CloudbarmanError('unreachable', err.message, { hint: 'the store kept dropping the download; try again', cause: err });
         throw err;
@@ -168,6 +172,8 @@ async function transfer(body: Readable, tap: Transform, decoder: Transform | und
   } catch (err) {
     if (signal.aborted) throw err;
     decoder?.destroy();
+    // The store's decryption found the object damaged (integrity) or the key wrong (bad-input): final, not a dropped download.
+    if (err instanceof CloudbarmanError) throw err;
     if (err instanceof StoreError && !err.retryable) throw storeFailure(err, 'downloading a backup part', where);
     throw new TransferError(`downloading ${where} failed mid-way: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
@@ -187,7 +193,7 @@ async function gather(body: Readable, tap: Transform, size: number, signal: Abor
   try {
     await pipeline(body, tap, sink, { signal });
   } catch (err) {
-    if (signal.aborted) throw err;
+    if (signal.aborted || err instanceof CloudbarmanError) throw err;
     throw new TransferError(`downloading a backup part failed mid-way: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const whole = Buffer.concat(pieces);

@@ -87,6 +87,8 @@ describe('loadServerConfig: the seed example', () => {
       destination: 's3://acme-backups/cloudbarman',
       s3ForcePathStyle: false,
       azureCredential: 'default',
+      clientEncryption: 'none',
+      encryptionKeyEnv: 'CLOUDBARMAN_ENCRYPTION_KEY',
       backupMethod: 'local',
       compression: 'zstd',
       backupCompression: 'zstd',
@@ -173,6 +175,9 @@ spool_directory = /var/spool/cloudbarman
 receive_wal_directory = /var/lib/cloudbarman/receive-wal
 receive_wal_partial_interval = 30s
 receive_wal_synchronous = on
+client_encryption = aes-256-gcm
+encryption_key_file = /etc/cloudbarman/backup.key
+encryption_key_env = PG1_BACKUP_KEY
 `);
     for (const spec of OPTIONS) {
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
