@@ -30,13 +30,10 @@ import { CloudbarmanError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { storeFailure } from '../store/store-failure.ts';
 import type { OpenSegment } from './receive-wal-segments.ts';
-import { WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
+import { PARTIAL_SOURCE, PARTIAL_SOURCE_META, WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
 import { uploadWal } from './wal-upload.ts';
 
-/** Metadata that marks a .partial object as receive-wal's own, which it may replace and delete. */
-export const PARTIAL_SOURCE_META = 'cb_source';
-/** The value of PARTIAL_SOURCE_META on receive-wal's objects. */
-export const PARTIAL_SOURCE = 'receive-wal';
+export { PARTIAL_SOURCE, PARTIAL_SOURCE_META } from './wal-keys.ts';
 /** Metadata on a .partial object: the LSN up to which it holds streamed WAL. */
 export const PARTIAL_END_META = 'cb_partial_end';
 

@@ -30,3 +30,8 @@ export const WAL_META = {
 
 /** The object format written by this version; readers reject others. */
 export const WAL_FORMAT_VERSION = '1';
+
+/** Metadata that marks a .partial object as receive-wal's own, which it may replace and delete. */
+export const PARTIAL_SOURCE_META = 'cb_source';
+/** The value of PARTIAL_SOURCE_META on receive-wal's objects. */
+export const PARTIAL_SOURCE = 'receive-wal';

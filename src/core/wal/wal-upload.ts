@@ -17,7 +17,7 @@ import { parseWalFileName } from '../../pg/wal-names.ts';
 import { CloudbarmanError, badInput } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { storeFailure } from '../store/store-failure.ts';
-import { WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
+import { PARTIAL_SOURCE, PARTIAL_SOURCE_META, WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
 import { readWalObject } from './wal-read.ts';
 import { crc32Hex, crc32OfFile } from './spool-files.ts';
 
@@ -75,7 +75,13 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
   const checksums = { sha256, ...(crc32 === undefined ? {} : { crc32 }) };
 
   try {
-    const existing = await existingLookup;
+    let existing = await existingLookup;
+    // PostgreSQL's own .partial (archived at a promotion) replaces receive-wal's provisional copy of it.
+    for (let replaced = 0; existing !== undefined && replaced < MAX_PARTIAL_REPLACEMENTS && await isReceiveWalPartial(req, existing, sha256); replaced++) {
+      req.log.notice(`${name}: replacing receive-wal's provisional copy at ${req.store.url} ${existing} with the one PostgreSQL archived`);
+      await req.store.delete([existing]);
+      existing = await findExisting(req.store, baseKey);
+    }
     if (existing !== undefined) return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
 
     const metadata = {
@@ -105,6 +111,21 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
     }
     throw storeFailure(err, `archiving ${name}`, where);
   }
+}
+
+/** How often a .partial of receive-wal's is replaced before giving up (receive-wal keeps re-uploading it). */
+const MAX_PARTIAL_REPLACEMENTS = 3;
+
+/**
+ * True when the object is a .partial that receive-wal stored (cb_source) with other bytes than
+ * ours: a snapshot of a segment being streamed, which receive-wal itself replaces as it grows. The
+ * .partial that PostgreSQL archives for the old timeline at a promotion is the one to keep.
+ * Anything else already stored stays write-once.
+ */
+async function isReceiveWalPartial(req: WalUploadRequest, key: string, sha256: string): Promise<boolean> {
+  if (!basename(req.walPath).endsWith('.partial')) return false;
+  const head = await req.store.head(key);
+  return head?.metadata?.[PARTIAL_SOURCE_META] === PARTIAL_SOURCE && head.metadata[WAL_META.sha256] !== sha256;
 }
 
 async function compareExisting(req: WalUploadRequest, existingKey: string, sha256: string, size: number, name: string): Promise<Omit<WalUploadResult, 'sha256' | 'crc32'>> {
