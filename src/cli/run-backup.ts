@@ -64,7 +64,7 @@ export async function runBackup(cfg: ServerConfig, store: ObjectStore, log: Logg
   }
   const { takeBackup } = await import('../core/backup/take-backup.ts');
   return takeBackup({
-    ...common, pgdata: settings.pgdata,
+    ...common, pgdata: settings.pgdata, streamingArchiver: cfg.streamingArchiver,
     compression: cfg.backupCompression, jobs: cfg.parallelJobs, partSize: cfg.partSizeBytes,
     ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
   });

@@ -268,7 +268,7 @@ const TABLE = [
   { name: 'retry_timeout', type: 'seconds', min: 0, default: '30', description: 'how long a store operation keeps retrying' },
   { name: 'connect_timeout', type: 'seconds', min: 1, default: '10', description: 'time allowed to open a connection' },
   { name: 'request_timeout', type: 'seconds', min: 1, default: '120', description: 'time a request may sit idle before it is abandoned' },
-  { name: 'wal_archive_timeout', type: 'seconds', min: 1, default: '300', description: 'how long backup waits for the WAL that makes it consistent to reach the store (archive_command)' },
+  { name: 'wal_archive_timeout', type: 'seconds', min: 1, default: '300', description: 'how long backup waits for the WAL that makes it consistent to reach the store (through archive_command, or receive-wal with streaming_archiver = on)' },
 ] as const satisfies readonly OptionSpec[];
 
 /** The name of an option in the table. */

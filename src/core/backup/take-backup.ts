@@ -72,6 +72,8 @@ export interface BackupRequest {
   onProgress?: (progress: BackupProgress) => void;
   /** Opens the database session; openBackupSession unless a test injects one. */
   openSession?: (conninfo: string, opts: ConnectOptions) => Promise<BackupSessionApi>;
+  /** streaming_archiver = on: receive-wal stores the WAL, so archive_mode may be off. */
+  streamingArchiver?: boolean;
 }
 
 /** pg_backup_start refuses longer labels (MAXPGPATH). */
@@ -103,9 +105,9 @@ export async function takeBackup(req: BackupRequest): Promise<BackupInfo> {
     if (info.dataDirectory !== undefined && info.dataDirectory !== req.pgdata) {
       req.log.debug(`the server's data_directory is ${info.dataDirectory}; reading ${req.pgdata}, which holds the same system ${localSystemId}`);
     }
-    if (info.archiveMode === 'off') {
+    if (info.archiveMode === 'off' && req.streamingArchiver !== true) {
       throw badInput(`archive_mode is off on ${session.target}: the backup could never be made consistent`,
-        `set archive_mode = on and archive_command = 'cloudbarman wal-upload ${req.server} %p', then restart PostgreSQL`);
+        `set archive_mode = on and archive_command = 'cloudbarman wal-upload ${req.server} %p', then restart PostgreSQL; or set streaming_archiver = on and run cloudbarman receive-wal ${req.server}`);
     }
     if (info.inRecovery && info.archiveMode !== 'always') {
       req.log.warn(`${session.target} is a standby with archive_mode = ${info.archiveMode}: the backup waits for the primary to archive its WAL`);
@@ -135,13 +137,15 @@ export async function takeBackup(req: BackupRequest): Promise<BackupInfo> {
     })();
     const waiting = waitForWal({
       store: req.store, server: req.server, walFile: stop.walFile, timeoutMs: req.walArchiveTimeoutMs, clock: req.clock, signal, log: req.log,
-      failing: async () => archivingProblem(await session.archiverStatus(), stop.walFile),
-      explain: async () => {
-        const a = await session.archiverStatus();
-        if (a === undefined) return undefined;
-        return `pg_stat_archiver: last archived ${a.lastArchivedWal ?? 'none'}, ${a.failedCount} failure${a.failedCount === 1 ? '' : 's'}` +
-          (a.lastFailedWal === null ? '' : `, last failed ${a.lastFailedWal}${a.lastFailedTime === null ? '' : ` at ${a.lastFailedTime.toISOString()}`}`);
-      },
+      ...(req.streamingArchiver === true ? { via: 'receive-wal' as const } : {
+        failing: async () => archivingProblem(await session.archiverStatus(), stop.walFile),
+        explain: async () => {
+          const a = await session.archiverStatus();
+          if (a === undefined) return undefined;
+          return `pg_stat_archiver: last archived ${a.lastArchivedWal ?? 'none'}, ${a.failedCount} failure${a.failedCount === 1 ? '' : 's'}` +
+            (a.lastFailedWal === null ? '' : `, last failed ${a.lastFailedWal}${a.lastFailedTime === null ? '' : ` at ${a.lastFailedTime.toISOString()}`}`);
+        },
+      }),
     });
     // Both settle before anything is reported, so no store call is left running behind a failure.
     const [stored, waited] = await Promise.allSettled([storing, waiting]);

@@ -221,6 +221,25 @@ test('archive_mode off is refused before anything is stored', async () => {
   assert.deepEqual(puts, []);
 });
 
+test('with streaming_archiver on, archive_mode off is fine: the backup waits for receive-wal, and says so', async () => {
+  const done = await recordingStore();
+  const info = await takeBackup(request(done.store, fakeSession({ store: done.store, info: { archiveMode: 'off' } }), { streamingArchiver: true }));
+  assert.equal(info.status, 'DONE');
+
+  const { store } = await recordingStore();
+  const clock = fakeClock();
+  const warnings: string[] = [];
+  const log = { ...silentLogger, warn: (m: string) => warnings.push(m) };
+  await assert.rejects(takeBackup(request(store, fakeSession({ store, archive: false, info: { archiveMode: 'off' } }), { clock, log, walArchiveTimeoutMs: 30_000, streamingArchiver: true })),
+    (err: unknown) => {
+      assert.ok(err instanceof CloudbarmanError);
+      assert.match(`${err.message} ${err.hint ?? ''}`, /receive-wal/);
+      assert.doesNotMatch(`${err.message} ${err.hint ?? ''}`, /archive_command|pg_stat_archiver/);
+      return true;
+    });
+  assert.deepEqual(warnings.filter((w) => /archive_command/.test(w)), [], 'no archive_command warnings in streaming mode');
+});
+
 test('a missing pgdata is bad input, found before connecting', async () => {
   const { store } = await recordingStore();
   let opened = false;
