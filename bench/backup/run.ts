@@ -31,7 +31,11 @@ const SERVER = 'bench';
 const BUCKET = 'bench';
 const STANZA = 'bench';
 const TOOL_NAMES = ['cloudbarman', 'pgbackrest', 'barman-cloud', 'raw-tar'] as const;
-type ToolName = (typeof TOOL_NAMES)[number];
+/** cloudbarman's backup methods the bench can measure: each is its own row. */
+const METHODS = ['local', 'postgres'] as const;
+type Method = (typeof METHODS)[number];
+/** A measured row's tool: cloudbarman-postgres is cloudbarman with --method postgres. */
+type ToolName = (typeof TOOL_NAMES)[number] | 'cloudbarman-postgres';
 type Op = 'backup' | 'restore';
 type Phase = '1x' | '2x';
 const MiB = 1024 * 1024;
@@ -40,7 +44,9 @@ interface Options {
   scale: number;
   textMb: number;
   runs: number;
-  tools: ToolName[];
+  tools: (typeof TOOL_NAMES)[number][];
+  /** cloudbarman's --method for its backup rows: local reads PGDATA, postgres takes BASE_BACKUP over replication. */
+  methods: Method[];
   double: boolean;
   dropCaches: boolean;
   sampleMs: number;
@@ -102,6 +108,7 @@ function parseArgs(argv: readonly string[]): Options {
     textMb: 250,
     runs: 3,
     tools: [...TOOL_NAMES],
+    methods: ['local'],
     double: false,
     dropCaches: false,
     sampleMs: 50,
@@ -128,8 +135,13 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--runs') o.runs = int(1, 100);
     else if (a === '--tools') {
       const items = val().split(',').map((s) => s.trim()).filter(Boolean);
-      for (const t of items) if (!TOOL_NAMES.includes(t as ToolName)) throw new Error(`--tools: unknown '${t}' (one of ${TOOL_NAMES.join(', ')})`);
-      o.tools = items as ToolName[];
+      for (const t of items) if (!TOOL_NAMES.includes(t as (typeof TOOL_NAMES)[number])) throw new Error(`--tools: unknown '${t}' (one of ${TOOL_NAMES.join(', ')})`);
+      o.tools = items as (typeof TOOL_NAMES)[number][];
+    } else if (a === '--method') {
+      const items = val().split(',').map((s) => s.trim()).filter(Boolean);
+      for (const m of items) if (!METHODS.includes(m as Method)) throw new Error(`--method: unknown '${m}' (one of ${METHODS.join(', ')}, or both: local,postgres)`);
+      if (items.length === 0) throw new Error('--method needs local, postgres or local,postgres');
+      o.methods = [...new Set(items as Method[])];
     } else if (a === '--double') o.double = true;
     else if (a === '--drop-caches') o.dropCaches = true;
     else if (a === '--sample-ms') o.sampleMs = int(0, 10_000);
@@ -141,9 +153,12 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node bench/backup/run.ts [--scale N (50)] [--text-mb M (250)] [--runs K (3)]\n' +
-          '         [--tools cloudbarman,pgbackrest,barman-cloud,raw-tar] [--double] [--drop-caches]\n' +
+          '         [--tools cloudbarman,pgbackrest,barman-cloud,raw-tar] [--method local|postgres|local,postgres]\n' +
+          '         [--double] [--drop-caches]\n' +
           '         [--sample-ms MS (50)] [--timeout-s S (per command; default from the data size)]\n' +
           '         [--cloudbarman PATH (./bin/cloudbarman)] [--no-snapshot] [--no-install] [--keep]\n' +
+          '  --method       cloudbarman backup --method: local reads PGDATA (default), postgres takes BASE_BACKUP\n' +
+          '                 over a replication connection; local,postgres measures both, each its own row\n' +
           '  --double       after the normal rounds, roughly double the data and run the rounds again,\n' +
           '                 to see whether peak memory grows with the data size\n' +
           '  --drop-caches  sync and drop the page cache before every timed command (root, global!)\n' +
@@ -394,7 +409,8 @@ async function main(): Promise<void> {
 
   const tools: Tool[] = [];
   if (opts.tools.includes('cloudbarman')) {
-    // One destination for every round, like pgbackrest's repository: the WAL is there too.
+    // One destination for every round, like pgbackrest's repository: the WAL is there too. With both
+    // methods, both back up into it: each row restores the id its own backup made, not `latest`.
     const url = `file://${cbRepo}`;
     const baseDir = join(cbRepo, SERVER, 'base');
     const ids = (): string[] => {
@@ -404,31 +420,38 @@ async function main(): Promise<void> {
         return [];
       }
     };
-    let before: string[] = [];
-    const t: Tool = {
-      name: 'cloudbarman',
-      label: `cloudbarman${cbVersion ? ` ${cbVersion}` : ''} (file://, zstd, --jobs 2)`,
-      prepare: () => {
-        before = ids();
-      },
-      backupCmd: () => ({
-        cmd: cbBin,
-        args: ['backup', SERVER, '--destination', url, '--pgdata', cluster.dataDir, '--conninfo', conninfo, '--compression', 'zstd', '--jobs', '2'],
-        env: toolEnv(),
-      }),
-      afterBackup: async () => {
-        const added = ids().filter((i) => !before.includes(i));
-        return { storedBytes: added.length === 1 ? du(join(baseDir, added[0]!)).bytes : null };
-      },
-      // latest = this round's backup: the newest DONE one.
-      restoreCmd: async (_round, target) => ({
-        cmd: cbBin,
-        args: ['restore', SERVER, 'latest', target, '--destination', url, '--jobs', '2'],
-        env: toolEnv(),
-      }),
-    };
-    if (cbSkip) t.skip = cbSkip;
-    tools.push(t);
+    for (const method of opts.methods) {
+      let before: string[] = [];
+      const made = new Map<string, string>();
+      // --method local reads PGDATA on this host; --method postgres needs only the replication connection.
+      const methodArgs = method === 'local'
+        ? ['--pgdata', cluster.dataDir]
+        : ['--method', 'postgres', '--streaming-conninfo', `host=127.0.0.1 port=${cluster.port} user=postgres`];
+      const t: Tool = {
+        name: method === 'local' ? 'cloudbarman' : 'cloudbarman-postgres',
+        label: `cloudbarman${cbVersion ? ` ${cbVersion}` : ''} (--method ${method}, file://, zstd, --jobs 2)`,
+        prepare: () => {
+          before = ids();
+        },
+        backupCmd: () => ({
+          cmd: cbBin,
+          args: ['backup', SERVER, '--destination', url, ...methodArgs, '--conninfo', conninfo, '--compression', 'zstd', '--jobs', '2'],
+          env: toolEnv(),
+        }),
+        afterBackup: async (round) => {
+          const added = ids().filter((i) => !before.includes(i));
+          if (added.length === 1) made.set(round, added[0]!);
+          return { storedBytes: added.length === 1 ? du(join(baseDir, added[0]!)).bytes : null };
+        },
+        restoreCmd: async (round, target) => {
+          const id = made.get(round);
+          if (!id) throw new Error(`cloudbarman --method ${method}: no backup id recorded for ${round}`);
+          return { cmd: cbBin, args: ['restore', SERVER, id, target, '--destination', url, '--jobs', '2'], env: toolEnv() };
+        },
+      };
+      if (cbSkip) t.skip = cbSkip;
+      tools.push(t);
+    }
   }
   if (opts.tools.includes('pgbackrest')) {
     let before: string[] = [];
@@ -506,7 +529,7 @@ async function main(): Promise<void> {
         log(`warning: cannot drop caches: ${(err as Error).message}`);
       }
     }
-    const build = tool.name === 'cloudbarman' ? buildFingerprint(cbBin) : undefined;
+    const build = tool.name.startsWith('cloudbarman') ? buildFingerprint(cbBin) : undefined;
     const m: Measurement = await measure(c.cmd, c.args, { ...asPg, env: c.env, timeoutMs: timeoutMs(), timeFile, sampleMs: opts.sampleMs });
     // Settle: write back what this command left dirty, so it does not slow the next one down.
     const s = await run('sync', [], { timeoutMs: 600_000 });

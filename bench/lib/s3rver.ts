@@ -13,6 +13,8 @@ export interface S3rverHandle {
   port: number;
   /** s3rver's data directory: objects live under <dataDir>/<bucket>/... */
   dataDir: string;
+  /** The server's process id (for its CPU time in /proc). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -84,7 +86,7 @@ export async function startS3rver(opts: S3rverOptions): Promise<S3rverHandle> {
   });
   child.stdout!.resume();
   const scheme = opts.tls ? 'https' : 'http';
-  return { endpoint: `${scheme}://127.0.0.1:${port}`, host: '127.0.0.1', port, dataDir, stop };
+  return { endpoint: `${scheme}://127.0.0.1:${port}`, host: '127.0.0.1', port, dataDir, pid: child.pid ?? -1, stop };
 }
 
 function safeRead(f: string): string {

@@ -36,8 +36,10 @@ const SEGMENT_BYTES = 16 * 1024 * 1024;
 const DATA_CHECK = "SELECT (SELECT count(*) FROM bench_noise) || '/' || (SELECT sum(abalance) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)";
 
 type Tool = 'cloudbarman' | 'pgbackrest' | 'barman-cloud';
-type VariantId = 'cloudbarman-local' | 'cloudbarman-s3' | 'cloudbarman-s3-single' | 'pgbackrest-posix' | 'barman-cloud-s3';
+type VariantId = 'cloudbarman-local' | 'cloudbarman-s3' | 'cloudbarman-s3-single' | 'pgbackrest-posix' | 'barman-cloud-s3' | 'cloudbarman-local-baseline';
 const VARIANTS: readonly VariantId[] = ['cloudbarman-local', 'cloudbarman-s3', 'cloudbarman-s3-single', 'pgbackrest-posix', 'barman-cloud-s3'];
+/** Only with --baseline: cloudbarman-local run by another build, to measure a change in the same run. */
+const ALL_VARIANTS: readonly VariantId[] = [...VARIANTS, 'cloudbarman-local-baseline'];
 type Phase = 'burst' | 'recovery';
 
 interface Options {
@@ -48,6 +50,8 @@ interface Options {
   install: boolean;
   keep: boolean;
   cloudbarman: string | null;
+  /** Another cloudbarman launcher for the cloudbarman-local-baseline variant. */
+  baseline: string | null;
 }
 
 interface Variant {
@@ -74,7 +78,7 @@ interface Sample {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { segments: 256, variants: [...VARIANTS], rounds: 1, phases: ['burst', 'recovery'], install: true, keep: false, cloudbarman: null };
+  const o: Options = { segments: 256, variants: [...VARIANTS], rounds: 1, phases: ['burst', 'recovery'], install: true, keep: false, cloudbarman: null, baseline: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -88,22 +92,26 @@ function parseArgs(argv: readonly string[]): Options {
       return items as T[];
     };
     if (a === '--segments') o.segments = Number(val());
-    else if (a === '--variants') o.variants = list(VARIANTS);
+    else if (a === '--variants') o.variants = list(ALL_VARIANTS);
     else if (a === '--rounds') o.rounds = Number(val());
     else if (a === '--phases') o.phases = list(['burst', 'recovery'] as const);
     else if (a === '--no-install') o.install = false;
     else if (a === '--keep') o.keep = true;
     else if (a === '--cloudbarman') o.cloudbarman = resolve(val());
+    else if (a === '--baseline') o.baseline = resolve(val());
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node bench/wal/burst.ts [--segments N (256)] [--variants ' + VARIANTS.join(',') + ']\n' +
-          '                               [--rounds R (1)] [--phases burst,recovery] [--cloudbarman PATH] [--no-install] [--keep]\n',
+          '                               [--rounds R (1)] [--phases burst,recovery] [--cloudbarman PATH] [--baseline PATH] [--no-install] [--keep]\n' +
+          '  --baseline PATH  also run cloudbarman-local with the launcher PATH (variant cloudbarman-local-baseline), e.g. a build before a change\n',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
   if (!Number.isInteger(o.segments) || o.segments < 8 || o.segments > 2048) throw new Error('--segments must be an integer in 8..2048');
   if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 10) throw new Error('--rounds must be an integer in 1..10');
+  if (o.baseline !== null && !o.variants.includes('cloudbarman-local-baseline')) o.variants.push('cloudbarman-local-baseline');
+  if (o.baseline === null && o.variants.includes('cloudbarman-local-baseline')) throw new Error('cloudbarman-local-baseline needs --baseline PATH');
   if (o.phases.includes('recovery') && !o.phases.includes('burst')) throw new Error('--phases recovery needs burst too: each tool recovers from the archive its burst wrote');
   return o;
 }
@@ -204,7 +212,9 @@ async function main(): Promise<void> {
   for (const id of opts.variants) {
     if (id.startsWith('cloudbarman')) {
       const single = id === 'cloudbarman-s3-single';
-      const target = id === 'cloudbarman-local' ? 'local' : 's3';
+      const baseline = id === 'cloudbarman-local-baseline';
+      const bin = baseline ? opts.baseline! : cbBin;
+      const target = id === 'cloudbarman-local' || baseline ? 'local' : 's3';
       const extra = single ? ['archive_batch_size = 1', 'restore_prefetch = 0'] : [];
       const dest = (round: number): string[] => target === 'local'
         ? [`file://${pgDir(join(base, 'repo', `${id}-r${round}`), pgUser)}`]
@@ -220,9 +230,10 @@ async function main(): Promise<void> {
       };
       const v: Variant = {
         id, tool: 'cloudbarman', target, compression: 'zstd',
-        mode: single ? 'one segment per call (archive_batch_size 1, restore_prefetch 0)' : 'batch (archive_batch_size 32, archive_parallel 4) / prefetch (restore_prefetch 16)',
-        archiveCommand: (r) => `${sq(cbBin)} -c ${sq(confFor(r))} wal-upload ${SERVER} %p`,
-        restoreCommand: (r) => `${sq(cbBin)} -c ${sq(confFor(r))} wal-restore ${SERVER} %f %p`,
+        mode: (single ? 'one segment per call (archive_batch_size 1, restore_prefetch 0)' : 'batch (archive_batch_size 32, archive_parallel 4) / prefetch (restore_prefetch 16)') +
+          (baseline ? `, baseline build ${bin}` : ''),
+        archiveCommand: (r) => `${sq(bin)} -c ${sq(confFor(r))} wal-upload ${SERVER} %p`,
+        restoreCommand: (r) => `${sq(bin)} -c ${sq(confFor(r))} wal-restore ${SERVER} %f %p`,
         burst: [], recovery: [],
       };
       if (cbSkip) v.skipped = cbSkip;

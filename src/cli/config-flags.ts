@@ -6,7 +6,7 @@
  * the config file. Defaults live in the table and are applied by src/config/load.ts. Values are
  * validated there too, so a bad flag gets the same message as a bad line in the file.
  */
-import { Option } from 'commander';
+// Types only: the WAL fast path (fast-path.ts) maps flags without loading commander.
 import type { Command } from 'commander';
 import { OPTIONS, envName, flagName } from '../config/options.ts';
 import type { OptionSpec } from '../config/options.ts';
@@ -29,7 +29,7 @@ export const BACKUP_FLAG_RENAMES: FlagRenames = { backup_compression: 'compressi
 export function addConfigFlags(cmd: Command, renames: FlagRenames = {}): Command {
   for (const { spec, flag } of configFlags(renames)) {
     const placeholder = spec.type === 'bool' ? '<on|off>' : spec.type === 'enum' ? `<${(spec.values ?? []).join('|')}>` : '<value>';
-    const option = new Option(`${flag} ${placeholder}`, helpText(spec)).helpGroup(CONFIG_FLAGS_HELP_GROUP);
+    const option = cmd.createOption(`${flag} ${placeholder}`, helpText(spec)).helpGroup(CONFIG_FLAGS_HELP_GROUP);
     cmd.addOption(option);
   }
   return cmd;
@@ -39,14 +39,19 @@ export function addConfigFlags(cmd: Command, renames: FlagRenames = {}): Command
 export function configFlagsFrom(opts: Readonly<Record<string, unknown>>, renames: FlagRenames = {}): Record<string, string | boolean | undefined> {
   const flags: Record<string, string | boolean | undefined> = {};
   for (const { spec, flag } of configFlags(renames)) {
-    const value = opts[new Option(flag).attributeName()];
+    const value = opts[flagAttributeName(flag)];
     if (typeof value === 'string' || typeof value === 'boolean') flags[spec.name] = value;
   }
   return flags;
 }
 
+/** commander's key for a `--kebab-name` flag in opts(): camelCase without the dashes (Option.attributeName). */
+export function flagAttributeName(flag: string): string {
+  return flag.replace(/^--/, '').split('-').reduce((name, word) => name + word.charAt(0).toUpperCase() + word.slice(1));
+}
+
 /** The options that get a flag on a command, with the flag each gets. */
-function configFlags(renames: FlagRenames): { spec: OptionSpec; flag: string }[] {
+export function configFlags(renames: FlagRenames): { spec: OptionSpec; flag: string }[] {
   const taken = new Set(Object.values(renames).map((name) => `--${name}`));
   const result: { spec: OptionSpec; flag: string }[] = [];
   for (const spec of OPTIONS) {

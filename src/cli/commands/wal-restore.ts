@@ -1,5 +1,4 @@
 /** `wal-restore SERVER WAL_NAME DEST_PATH`: the restore_command. Maps options to restoreWalPrefetching. */
-import { Option } from 'commander';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
@@ -31,57 +30,65 @@ export const registerWalRestore: Register = (program, run) => {
     .argument('<wal_name>', 'WAL file name (%f)')
     .argument('<dest_path>', 'where to write it (%p)')
     // The prefetcher's entry point: wal-restore starts it; nobody types it.
-    .addOption(new Option('--prefetch-worker', 'run as the background prefetcher (internal)').hideHelp()))
+    .addOption(program.createOption('--prefetch-worker', 'run as the background prefetcher (internal)').hideHelp()))
     .action(run('wal-restore', async (output: Output, ...args: unknown[]) => {
       const [server, walName, destPath, opts] = args as [string, string, string, Record<string, unknown>];
-      if (opts['prefetchWorker'] === true) {
-        await runPrefetcher(output);
-        return;
-      }
-      const { dataDirForRestorePath, detectRecoveryMode } = await import('../../pg/recovery-mode.ts');
-      const dataDir = dataDirForRestorePath(destPath, process.cwd());
-      const mode = await detectRecoveryMode(dataDir);
-      let store: Promise<ObjectStore> | undefined;
-      try {
-        const [{ loadConfig, openStore }, { restoreWalPrefetching }, { restoreSpoolDir, spoolRoot }, { dirname, resolve }] = await Promise.all([
-          import('../context.ts'), import('../../core/wal/wal-restore-prefetch.ts'), import('../../core/wal/spool-files.ts'), import('node:path'),
-        ]);
-        const cfg = await loadConfig(server, { ...program.opts(), ...opts });
-        const walDir = dirname(resolve(destPath));
-        // Prefetch only for a recovery PostgreSQL runs: %p inside pg_wal and a signal file present.
-        const prefetching = cfg.restorePrefetch > 0 && mode !== 'none' && dataDir === dirname(walDir);
-        const spoolDir = restoreSpoolDir(spoolRoot(cfg.spoolDirectory, walDir), cfg.server);
-        try {
-          const result = await restoreWalPrefetching({
-            getStore: () => (store ??= openStore(cfg, output.log)),
-            server: cfg.server,
-            walName,
-            destPath,
-            compression: cfg.compression,
-            log: output.log,
-            prefetch: !prefetching ? undefined : {
-              spoolDir,
-              dataDir,
-              waitMs: Math.min(cfg.requestTimeoutMs, MAX_SPOOL_WAIT_MS),
-              startWorker: () => startPrefetcher(
-                { config: withoutSecrets(cfg), spoolDir, dataDir, walDir },
-                [server, walName, destPath],
-                output.verbosity === 'verbose',
-              ),
-            },
-          });
-          output.result(result, '');
-        } finally {
-          if (store !== undefined) await (await store.catch(() => undefined))?.close();
-        }
-      } catch (err) {
-        const failure = err instanceof CloudbarmanError ? err
-          : new CloudbarmanError('failed', err instanceof Error ? err.message : String(err), { cause: err });
-        const { failureForRecoveryMode } = await import('../../core/wal/wal-restore.ts');
-        throw failureForRecoveryMode(failure, mode);
-      }
+      await walRestore(output, server, walName, destPath, { ...program.opts(), ...opts });
     }));
 };
+
+/**
+ * The command's work, apart from commander: the WAL fast path (src/cli/fast-path.ts) calls it too.
+ * opts: the global and the command's options, keyed as commander's opts() keys them.
+ */
+export async function walRestore(output: Output, server: string, walName: string, destPath: string, opts: Record<string, unknown>): Promise<void> {
+  if (opts['prefetchWorker'] === true) {
+    await runPrefetcher(output);
+    return;
+  }
+  const { dataDirForRestorePath, detectRecoveryMode } = await import('../../pg/recovery-mode.ts');
+  const dataDir = dataDirForRestorePath(destPath, process.cwd());
+  const mode = await detectRecoveryMode(dataDir);
+  let store: Promise<ObjectStore> | undefined;
+  try {
+    const [{ loadConfig, openStore }, { restoreWalPrefetching }, { restoreSpoolDir, spoolRoot }, { dirname, resolve }] = await Promise.all([
+      import('../context.ts'), import('../../core/wal/wal-restore-prefetch.ts'), import('../../core/wal/spool-files.ts'), import('node:path'),
+    ]);
+    const cfg = await loadConfig(server, opts);
+    const walDir = dirname(resolve(destPath));
+    // Prefetch only for a recovery PostgreSQL runs: %p inside pg_wal and a signal file present.
+    const prefetching = cfg.restorePrefetch > 0 && mode !== 'none' && dataDir === dirname(walDir);
+    const spoolDir = restoreSpoolDir(spoolRoot(cfg.spoolDirectory, walDir), cfg.server);
+    try {
+      const result = await restoreWalPrefetching({
+        getStore: () => (store ??= openStore(cfg, output.log)),
+        server: cfg.server,
+        walName,
+        destPath,
+        compression: cfg.compression,
+        log: output.log,
+        prefetch: !prefetching ? undefined : {
+          spoolDir,
+          dataDir,
+          waitMs: Math.min(cfg.requestTimeoutMs, MAX_SPOOL_WAIT_MS),
+          startWorker: () => startPrefetcher(
+            { config: withoutSecrets(cfg), spoolDir, dataDir, walDir },
+            [server, walName, destPath],
+            output.verbosity === 'verbose',
+          ),
+        },
+      });
+      output.result(result, '');
+    } finally {
+      if (store !== undefined) await (await store.catch(() => undefined))?.close();
+    }
+  } catch (err) {
+    const failure = err instanceof CloudbarmanError ? err
+      : new CloudbarmanError('failed', err instanceof Error ? err.message : String(err), { cause: err });
+    const { failureForRecoveryMode } = await import('../../core/wal/wal-restore.ts');
+    throw failureForRecoveryMode(failure, mode);
+  }
+}
 
 /** The settings the prefetcher needs, without the connection strings (it never connects to PostgreSQL). */
 function withoutSecrets(cfg: ServerConfig): ServerConfig {

@@ -16,26 +16,34 @@ export const registerWalUpload: Register = (program, run) => {
     .argument('<wal_path>', 'path of the WAL file (%p)'))
     .action(run('wal-upload', async (output: Output, ...args: unknown[]) => {
       const [server, walPath, opts] = args as [string, string, Record<string, unknown>];
-      const [{ loadConfig, openStore }, { archiveWal }] = await Promise.all([import('../context.ts'), import('../../core/wal/wal-batch-upload.ts')]);
-      const cfg = await loadConfig(server, { ...program.opts(), ...opts });
-      // Opened on first use: a file an earlier batch archived is confirmed without the store.
-      let store: Promise<ObjectStore> | undefined;
-      try {
-        const result = await archiveWal({
-          server: cfg.server,
-          walPath,
-          compression: cfg.compression,
-          destination: cfg.destination,
-          batchSize: cfg.archiveBatchSize,
-          parallel: cfg.archiveParallel,
-          spoolDirectory: cfg.spoolDirectory,
-          getStore: () => (store ??= openStore(cfg, output.log)),
-          log: output.log,
-          now: () => new Date(),
-        });
-        output.result(result, '');
-      } finally {
-        if (store !== undefined) await (await store.catch(() => undefined))?.close();
-      }
+      await walUpload(output, server, walPath, { ...program.opts(), ...opts });
     }));
 };
+
+/**
+ * The command's work, apart from commander: the WAL fast path (src/cli/fast-path.ts) calls it too.
+ * opts: the global and the command's options, keyed as commander's opts() keys them.
+ */
+export async function walUpload(output: Output, server: string, walPath: string, opts: Record<string, unknown>): Promise<void> {
+  const [{ loadConfig, openStore }, { archiveWal }] = await Promise.all([import('../context.ts'), import('../../core/wal/wal-batch-upload.ts')]);
+  const cfg = await loadConfig(server, opts);
+  // Opened on first use: a file an earlier batch archived is confirmed without the store.
+  let store: Promise<ObjectStore> | undefined;
+  try {
+    const result = await archiveWal({
+      server: cfg.server,
+      walPath,
+      compression: cfg.compression,
+      destination: cfg.destination,
+      batchSize: cfg.archiveBatchSize,
+      parallel: cfg.archiveParallel,
+      spoolDirectory: cfg.spoolDirectory,
+      getStore: () => (store ??= openStore(cfg, output.log)),
+      log: output.log,
+      now: () => new Date(),
+    });
+    output.result(result, '');
+  } finally {
+    if (store !== undefined) await (await store.catch(() => undefined))?.close();
+  }
+}
