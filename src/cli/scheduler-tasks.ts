@@ -1,5 +1,5 @@
 /** The scheduler's view of one configured server (ServerTasks), built from its config and store. */
-import { hostname } from 'node:os';
+import { holderGone, leaseOwner } from './lease-holder.ts';
 import type { ServerConfig } from '../config/load.ts';
 import { cronSchedule } from '../config/values.ts';
 import type { Logger } from '../core/log.ts';
@@ -13,14 +13,14 @@ export async function serverTasks(server: string, opts: Record<string, unknown>,
   const [{ listBackups }, { withLease, DEFAULT_LEASE_TIMING }] = await Promise.all([
     import('../core/catalog/catalog.ts'), import('../core/locks/lease.ts')]);
   const now = (): Date => new Date();
-  const owner = { host: hostname(), pid: process.pid, command };
+  const owner = leaseOwner(command);
   return {
     server: cfg.server,
     schedule: cfg.backupSchedule === undefined ? undefined : cronSchedule(cfg.backupSchedule),
     applyRetention: cfg.retentionPolicy !== undefined && cfg.retentionPolicyMode === 'auto',
     checkStore: () => store.checkAccess(),
     listBackups: async () => (await listBackups(store, cfg.server)).backups,
-    withLease: (name, fn) => withLease(store, cfg.server, name, owner, { ...DEFAULT_LEASE_TIMING, now }, fn),
+    withLease: (name, fn) => withLease(store, cfg.server, name, owner, { ...DEFAULT_LEASE_TIMING, now, holderGone }, fn),
     async backup(signal) {
       const { runBackup } = await import('./run-backup.ts');
       return (await runBackup(cfg, store, log, { signal, version })).id;

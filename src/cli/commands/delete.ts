@@ -2,7 +2,6 @@
  * `delete SERVER BACKUP_ID [--dry-run]`: removes one backup and the WAL only it needed.
  * `delete SERVER --retention [--dry-run]`: applies the server's retention policy.
  */
-import { hostname } from 'node:os';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
@@ -78,9 +77,9 @@ async function deleteOne(cfg: ServerConfig, store: ObjectStore, id: string, outp
 }
 
 async function deleteByRetention(cfg: ServerConfig, store: ObjectStore, output: Output, dryRun: boolean): Promise<void> {
-  const [{ planServerRetention, applyRetention }, { formatPlan }, { rulesFromConfig }, { withLease, DEFAULT_LEASE_TIMING }] = await Promise.all([
+  const [{ planServerRetention, applyRetention }, { formatPlan }, { rulesFromConfig }, { withLease, DEFAULT_LEASE_TIMING }, { leaseOwner, holderGone }] = await Promise.all([
     import('../../core/retention/apply-retention.ts'), import('../../core/retention/retention-plan.ts'),
-    import('../retention-rules.ts'), import('../../core/locks/lease.ts')]);
+    import('../retention-rules.ts'), import('../../core/locks/lease.ts'), import('../lease-holder.ts')]);
   const rules = rulesFromConfig(cfg);
   const now = (): Date => new Date();
   if (dryRun) {
@@ -88,8 +87,8 @@ async function deleteByRetention(cfg: ServerConfig, store: ObjectStore, output: 
     output.result({ dry_run: true, plan: planned.plan, obsolete_wal: planned.obsoleteWal }, [formatPlan(planned.plan), '(dry run: nothing deleted)']);
     return;
   }
-  const owner = { host: hostname(), pid: process.pid, command: 'delete --retention' };
-  await withLease(store, cfg.server, 'retention', owner, { ...DEFAULT_LEASE_TIMING, now }, async (signal) => {
+  const owner = leaseOwner('delete --retention');
+  await withLease(store, cfg.server, 'retention', owner, { ...DEFAULT_LEASE_TIMING, now, holderGone }, async (signal) => {
     const planned = await planServerRetention(store, cfg.server, rules, now());
     const { snapshotDeleter } = await import('../open-snapshotter.ts');
     const snaps = snapshotDeleter(cfg);

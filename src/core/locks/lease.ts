@@ -24,6 +24,9 @@ export interface LeaseOwner {
   pid: number;
   /** What the holder is doing, e.g. "backup" or "cron". */
   command: string;
+  /** The OS instance the pid belongs to (boot id and pid namespace), when known: only a contender in the
+   *  same instance can tell that the holder died (LeaseTiming.holderGone). */
+  instance?: string;
 }
 
 /** The JSON body of one lease object. */
@@ -47,6 +50,9 @@ export interface LeaseTiming {
   /** Allowance for clock differences between hosts: a lease is broken only this long after it expired. */
   skewMs: number;
   now: () => Date;
+  /** True only when the holder is known to be dead (a process of this OS instance that no longer exists,
+   *  e.g. killed with SIGKILL): its lease is taken over at once instead of after its expiry. */
+  holderGone?: (holder: LeaseOwner) => boolean;
 }
 
 /** Defaults for the CLI: a crashed holder blocks others for at most about six minutes. */
@@ -127,7 +133,7 @@ export async function acquireLease(store: ObjectStore, server: string, name: str
     const current = await readRecord(store, latest.key);
     if (current !== undefined && !current.released) {
       const breakableAt = Date.parse(current.expires_at) + timing.skewMs;
-      if (now.getTime() < breakableAt) throw heldError(server, name, current);
+      if (now.getTime() < breakableAt && timing.holderGone?.(current.owner) !== true) throw heldError(server, name, current);
     }
   }
   const record: LeaseRecord = {

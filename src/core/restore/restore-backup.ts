@@ -221,6 +221,11 @@ async function assertEmptyTarget(path: string, what: string): Promise<void> {
     if (err instanceof CloudbarmanError) throw err;
     throw new CloudbarmanError('bad-input', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { hint: 'check its permissions', cause: err });
   }
+  if (entries.includes(INCOMPLETE_MARKER)) {
+    // A restore that failed or was killed: never resumed into, because nothing proves which files are whole.
+    throw badInput(`${what} ${path} holds an interrupted restore (${INCOMPLETE_MARKER} is there): PostgreSQL cannot start on it, and restore does not resume it`,
+      'delete that directory (and any tablespace directories the restore created), then run the restore again');
+  }
   if (entries.length > 0) {
     const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', ...' : '');
     throw badInput(`${what} ${path} is not empty (${shown})`, 'restore only writes into an empty or new directory: empty it, or choose another one');

@@ -1,8 +1,9 @@
 /**
  * Retention against a store: gather what the planner needs (catalog, keep annotations, WAL
- * listing, timeline history), plan with planRetention, and apply the plan. Applying deletes WAL
- * first, then backups oldest first, each backup's catalog entry last (applyBackupDeletion), so an
- * interrupted run leaves DELETING entries and extra WAL, never a DONE backup without its data.
+ * listing, timeline history), plan with planRetention, and apply the plan. Applying marks every
+ * obsolete backup DELETING, then deletes WAL, then the backups oldest first, each backup's catalog
+ * entry last (applyBackupDeletion), so an interrupted run leaves DELETING entries and extra WAL,
+ * never a DONE backup without its data or its WAL.
  * A re-run plans again from what is left and finishes the work.
  */
 import { buffer } from 'node:stream/consumers';
@@ -12,7 +13,7 @@ import { decompressBuffer, EXTENSIONS, isCompression } from '../../io/compressio
 import { parseLsn, walFileNameAt } from '../../pg/lsn.ts';
 import { parseWalFileName } from '../../pg/wal-names.ts';
 import type { BackupInfo } from '../catalog/backup-info.ts';
-import { listBackups } from '../catalog/catalog.ts';
+import { listBackups, writeBackupInfo } from '../catalog/catalog.ts';
 import { applyBackupDeletion, type DeletionOptions } from '../catalog/delete-backup.ts';
 import type { Logger } from '../log.ts';
 import { storeFailure } from '../store/store-failure.ts';
@@ -92,11 +93,27 @@ export async function planServerRetention(store: ObjectStore, server: string, ru
 }
 
 /**
- * Applies a plan: WAL first, then backups oldest first, each catalog entry last. Stops at the first
+ * Applies a plan: obsolete backups marked DELETING, then WAL, then the backups oldest first, each
+ * catalog entry last. Stops at the first
  * failure. `deletion.deleteSnapshot` deletes the volume snapshots of snapshot backups.
  */
 export async function applyRetention(store: ObjectStore, planned: PlannedRetention, log: Logger, signal?: AbortSignal, deletion: DeletionOptions = {}): Promise<RetentionOutcome> {
   if (planned.plan.listingErrors.length > 0) return { walDeleted: 0, backupsDeleted: [] };
+  // Every obsolete backup is marked DELETING before any WAL goes: the WAL deleted below is what the
+  // obsolete backups needed, so a run interrupted after it must not leave them listed as DONE.
+  const obsolete: BackupInfo[] = [];
+  for (const backup of planned.obsoleteBackups) {
+    signal?.throwIfAborted();
+    // A snapshot backup that this run cannot delete is left as it is; applyBackupDeletion refuses it below.
+    const refused = (backup.snapshots?.length ?? 0) > 0 && deletion.deleteSnapshot === undefined;
+    if (backup.status === 'DELETING' || refused) {
+      obsolete.push(backup);
+      continue;
+    }
+    const marked: BackupInfo = { ...backup, status: 'DELETING' };
+    await writeBackupInfo(store, marked);
+    obsolete.push(marked);
+  }
   const batch = Math.max(1, store.capabilities.maxDeleteBatch);
   let walDeleted = 0;
   for (let i = 0; i < planned.obsoleteWal.length; i += batch) {
@@ -111,7 +128,7 @@ export async function applyRetention(store: ObjectStore, planned: PlannedRetenti
   }
   if (walDeleted > 0) log.info(`retention: deleted ${walDeleted} obsolete WAL objects`);
   const backupsDeleted: string[] = [];
-  for (const backup of planned.obsoleteBackups) {
+  for (const backup of obsolete) {
     signal?.throwIfAborted();
     await applyBackupDeletion(store, { backup, wal: [], walReason: 'retention deleted the obsolete WAL first' }, log, deletion);
     backupsDeleted.push(backup.id);
