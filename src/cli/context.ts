@@ -7,6 +7,7 @@ import { loadServerConfig, toStoreOptions, type ServerConfig } from '../config/l
 import { configFlagsFrom, type FlagRenames } from './config-flags.ts';
 import { storeFailure } from '../core/store/store-failure.ts';
 import type { Logger } from '../core/log.ts';
+import type { KeyUnwrapper } from '../core/crypto/key-unwrap.ts';
 import { stat } from 'node:fs/promises';
 
 /** Where config warnings go: the running command's log (set by the CLI's run wrapper). */
@@ -70,5 +71,25 @@ export async function openStore(cfg: ServerConfig, log: Logger): Promise<ObjectS
   });
   // Client-side encryption (docs/encryption.md) wraps the retrying store; keys load on first use.
   const { withClientEncryption, encryptionKeysFor } = await import('../core/crypto/encrypting-store.ts');
-  return withClientEncryption(retrying, encryptionKeysFor(cfg, process.env));
+  return withClientEncryption(retrying, encryptionKeysFor(cfg, process.env, kmsUnwrapperFor(cfg)));
+}
+
+/**
+ * encryption_kms_key_id: the AWS KMS unwrapper, its SDK loaded only when a key is first needed.
+ * Region and credentials as for S3: aws_region, aws_profile, then the SDK's default chain.
+ */
+function kmsUnwrapperFor(cfg: ServerConfig): (() => Promise<KeyUnwrapper>) | undefined {
+  const keyId = cfg.encryptionKmsKeyId;
+  if (keyId === undefined) return undefined;
+  return async () => {
+    const { createKmsUnwrapper } = await import('../../providers/aws/kms.ts');
+    return createKmsUnwrapper({
+      keyId,
+      ...(cfg.encryptionKmsEndpointUrl === undefined ? {} : { endpointUrl: cfg.encryptionKmsEndpointUrl }),
+      ...(cfg.awsRegion === undefined ? {} : { region: cfg.awsRegion }),
+      ...(cfg.awsProfile === undefined ? {} : { profile: cfg.awsProfile }),
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      requestTimeoutMs: cfg.requestTimeoutMs,
+    });
+  };
 }

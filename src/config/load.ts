@@ -101,6 +101,9 @@ export interface ServerConfig {
   encryptionKeyFile?: string;
   /** The environment variable holding the key when no key file is set. */
   encryptionKeyEnv: string;
+  /** AWS KMS key that wraps the master key (envelope encryption). */
+  encryptionKmsKeyId?: string;
+  encryptionKmsEndpointUrl?: string;
   backupMethod: BackupMethod;
   compression: WalCompression;
   /** Defaults to the WAL compression. */
@@ -182,6 +185,8 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   client_encryption: 'clientEncryption',
   encryption_key_file: 'encryptionKeyFile',
   encryption_key_env: 'encryptionKeyEnv',
+  encryption_kms_key_id: 'encryptionKmsKeyId',
+  encryption_kms_endpoint_url: 'encryptionKmsEndpointUrl',
   backup_method: 'backupMethod',
   compression: 'compression',
   backup_compression: 'backupCompression',
@@ -557,6 +562,8 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     clientEncryption: required('client_encryption') as ServerConfig['clientEncryption'],
     encryptionKeyFile: str('encryption_key_file'),
     encryptionKeyEnv: required('encryption_key_env'),
+    encryptionKmsKeyId: str('encryption_kms_key_id'),
+    encryptionKmsEndpointUrl: str('encryption_kms_endpoint_url'),
     backupMethod: required('backup_method') as BackupMethod,
     compression: required('compression') as WalCompression,
     backupCompression: required('backup_compression') as BackupCompression,

@@ -135,6 +135,17 @@ const TABLE = [
       : v !== 'CLOUDBARMAN_ENCRYPTION_KEY' && v.toUpperCase().startsWith('CLOUDBARMAN_') ? 'must not start with CLOUDBARMAN_ (those name settings), except the default CLOUDBARMAN_ENCRYPTION_KEY' : undefined),
     description: 'environment variable holding the client-side encryption key (64 hex digits or base64 of 32 bytes), used when encryption_key_file is not set',
   },
+  {
+    name: 'encryption_kms_key_id',
+    type: 'string',
+    description: 'AWS KMS key (id, ARN, alias/NAME or alias ARN) that wraps the master key: the key file or variable then holds the KMS ciphertext blob of the key, unwrapped once per run with kms:Decrypt (docs/encryption.md)',
+  },
+  {
+    name: 'encryption_kms_endpoint_url',
+    type: 'url',
+    schemes: ['http:', 'https:'],
+    description: 'custom AWS KMS endpoint for encryption_kms_key_id (VPC endpoints, test servers)',
+  },
 
   // --- backups
   {

@@ -35,6 +35,7 @@ import {
 } from '../../io/encryption.ts';
 import { CloudbarmanError } from '../errors.ts';
 import { EncryptionKeys } from './keys.ts';
+import type { KeyUnwrapper } from './key-unwrap.ts';
 
 /** Metadata names on encrypted objects. */
 export const ENCRYPTION_META = {
@@ -245,15 +246,22 @@ class EncryptingStore implements ObjectStore {
 
 /** The keys a server's config names, read from env and the file system on first use. */
 export function encryptionKeysFor(
-  cfg: { clientEncryption: 'none' | 'aes-256-gcm'; encryptionKeyFile?: string; encryptionKeyEnv: string },
+  cfg: { clientEncryption: 'none' | 'aes-256-gcm'; encryptionKeyFile?: string; encryptionKeyEnv: string; encryptionKmsKeyId?: string },
   env: Readonly<Record<string, string | undefined>>,
+  unwrapper?: () => Promise<KeyUnwrapper>,
 ): EncryptionKeys {
   return new EncryptionKeys(
-    { encrypt: cfg.clientEncryption === 'aes-256-gcm', keyEnv: cfg.encryptionKeyEnv, ...(cfg.encryptionKeyFile === undefined ? {} : { keyFile: cfg.encryptionKeyFile }) },
+    {
+      encrypt: cfg.clientEncryption === 'aes-256-gcm',
+      keyEnv: cfg.encryptionKeyEnv,
+      ...(cfg.encryptionKeyFile === undefined ? {} : { keyFile: cfg.encryptionKeyFile }),
+      ...(cfg.encryptionKmsKeyId === undefined ? {} : { kmsKeyId: cfg.encryptionKmsKeyId }),
+    },
     {
       env,
       readFile: (path) => readFile(path),
       fileMode: async (path) => (await stat(path)).mode & 0o777,
+      ...(unwrapper === undefined ? {} : { unwrapper }),
     },
   );
 }

@@ -178,6 +178,8 @@ receive_wal_synchronous = on
 client_encryption = aes-256-gcm
 encryption_key_file = /etc/cloudbarman/backup.key
 encryption_key_env = PG1_BACKUP_KEY
+encryption_kms_key_id = alias/cloudbarman
+encryption_kms_endpoint_url = https://kms.eu-west-1.amazonaws.com
 `);
     for (const spec of OPTIONS) {
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
