@@ -1,13 +1,12 @@
 /**
  * BASE_BACKUP over a physical replication connection (PostgreSQL 15+ protocol: one CopyOut stream
  * of 'n' new-archive, 'd' data, 'p' progress and 'm' manifest messages). The tar archives (one
- * per tablespace) are unpacked as they stream into a directory laid out like a data directory:
- * the base archive at <dir>/data, tablespace <oid> at <dir>/tablespaces/<oid>, and
- * <dir>/data/pg_tblspc/<oid> a symlink to it, so the file backup pipeline can walk it. Every file
- * is checked against the server's backup_manifest (size, and CRC32C or SHA-256 when listed).
+ * per tablespace) are parsed as they stream, and their members go to a sink per archive, which
+ * the caller supplies (stream-parts.ts packs them into parts); nothing touches the local disk.
+ * The sink's promises are awaited, so a slow sink stops the reading of the connection, whose
+ * socket then pauses. Every file is checked against the server's backup_manifest (size, and
+ * CRC32C when listed), and backup_label and tablespace_map are kept for the caller.
  */
-import { mkdir, open, symlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { CloudbarmanError } from '../core/errors.ts';
 import { ReplicationClient, type ResultSet } from './replication-client.ts';
 import { TarReader, type TarEntry, type TarSink } from './tar-stream.ts';
@@ -33,8 +32,12 @@ export interface BaseBackupOptions {
   applicationName: string;
   connectTimeoutMs: number;
   label: string;
-  /** Where the archives are unpacked (must exist, empty). */
-  dir: string;
+  /**
+   * The sink of one archive's members: oid undefined for base.tar (the data directory), else the
+   * tablespace's oid (its <oid>.tar, paths relative to the tablespace location). Paths are checked
+   * to be relative and free of "..".
+   */
+  archive: (oid: number | undefined) => TarSink;
   /** How long the start checkpoint may take before the first message. */
   checkpointTimeoutMs?: number;
   onProgress?: (bytes: number) => void;
@@ -52,7 +55,7 @@ interface Texts {
   spcmap: string;
 }
 
-/** Runs BASE_BACKUP and unpacks it into opts.dir; throws CloudbarmanError. */
+/** Runs BASE_BACKUP and hands every archive's members to opts.archive; throws CloudbarmanError. */
 export async function runBaseBackup(opts: BaseBackupOptions): Promise<BaseBackupResult> {
   const client = await ReplicationClient.open(opts.conninfo, { applicationName: opts.applicationName, connectTimeoutMs: opts.connectTimeoutMs });
   const onAbort = (): void => void client.close();
@@ -71,12 +74,10 @@ export async function runBaseBackup(opts: BaseBackupOptions): Promise<BaseBackup
     const manifestParts: Buffer[] = [];
     let inManifest = false;
     let reader: TarReader | undefined;
-    let sink: ArchiveSink | undefined;
     let progress = 0;
     const texts: Texts = { label: '', spcmap: '' };
-    const closeArchive = async (): Promise<void> => {
+    const closeArchive = (): void => {
       if (reader !== undefined) reader.finish();
-      await sink?.close();
       reader = undefined;
     };
     for await (const ev of command) {
@@ -84,20 +85,16 @@ export async function runBaseBackup(opts: BaseBackupOptions): Promise<BaseBackup
       if (ev.type !== 'copy-data') continue;
       const kind = ev.data[0];
       if (kind === 0x6e) { // 'n': name\0 location\0
-        await closeArchive();
+        closeArchive();
         const body = ev.data.subarray(1);
         const nul = body.indexOf(0);
         const name = body.subarray(0, nul).toString('utf8');
         const location = body.subarray(nul + 1, body.indexOf(0, nul + 1)).toString('utf8');
         const oid = name === 'base.tar' ? undefined : /^(\d+)\.tar$/.exec(name)?.[1];
         if (name !== 'base.tar' && oid === undefined) throw new CloudbarmanError('failed', `BASE_BACKUP sent an archive ${name}, which is not base.tar or <oid>.tar`, { hint: 'compression or a target is not expected here' });
-        const root = oid === undefined ? join(opts.dir, 'data') : join(opts.dir, 'tablespaces', oid);
-        await mkdir(root, { recursive: true });
-        if (oid !== undefined) await linkTablespace(opts.dir, oid);
-        sink = new ArchiveSink(root, oid === undefined ? '' : `pg_tblspc/${oid}/`, opts.dir, received, texts);
-        reader = new TarReader(sink);
+        reader = new TarReader(new ReceivingSink(opts.archive(oid === undefined ? undefined : Number(oid)), oid === undefined ? '' : `pg_tblspc/${oid}/`, received, texts));
       } else if (kind === 0x6d) { // 'm': the manifest follows
-        await closeArchive();
+        closeArchive();
         inManifest = true;
       } else if (kind === 0x64) { // 'd'
         const data = ev.data.subarray(1);
@@ -109,7 +106,7 @@ export async function runBaseBackup(opts: BaseBackupOptions): Promise<BaseBackup
         opts.onProgress?.(progress);
       }
     }
-    await closeArchive();
+    closeArchive();
     const start = results[0]?.rows[0];
     const end = results[results.length - 1]?.rows[0];
     if (start === undefined || end === undefined || results.length < 3) throw new CloudbarmanError('failed', `BASE_BACKUP returned ${results.length} result sets, expected 3`);
@@ -126,74 +123,47 @@ export async function runBaseBackup(opts: BaseBackupOptions): Promise<BaseBackup
 }
 
 
-/** <dir>/data/pg_tblspc/<oid> -> <dir>/tablespaces/<oid>, once. */
-async function linkTablespace(dir: string, oid: string): Promise<void> {
-  const ts = join(dir, 'tablespaces', oid);
-  const link = join(dir, 'data', 'pg_tblspc', oid);
-  await mkdir(ts, { recursive: true });
-  await mkdir(dirname(link), { recursive: true, mode: 0o700 });
-  await symlink(ts, link).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
-  });
-}
-
 async function showServerVersion(client: ReplicationClient): Promise<number> {
   const results: ResultSet[] = [];
   for await (const ev of client.run('SHOW server_version_num')) if (ev.type === 'result') results.push(ev.result);
   return Number(results[0]?.rows[0]?.[0] ?? 0);
 }
 
-/** Writes one archive's members under root. */
-class ArchiveSink implements TarSink {
-  readonly #root: string;
+/** Passes one archive's members on, noting each file's size and CRC32C and keeping backup_label and tablespace_map. */
+class ReceivingSink implements TarSink {
+  readonly #inner: TarSink;
   readonly #prefix: string;
-  readonly #dir: string;
   readonly #received: Map<string, Received>;
-  #handle: FileHandle | undefined;
+  readonly #texts: Texts;
   #current: Received | undefined;
   #text: Buffer[] | undefined;
-  readonly #texts: Texts;
 
-  constructor(root: string, prefix: string, dir: string, received: Map<string, Received>, texts: Texts) {
-    this.#texts = texts;
-    this.#root = root;
+  constructor(inner: TarSink, prefix: string, received: Map<string, Received>, texts: Texts) {
+    this.#inner = inner;
     this.#prefix = prefix;
-    this.#dir = dir;
     this.#received = received;
+    this.#texts = texts;
   }
 
   async entry(e: TarEntry): Promise<void> {
     if (e.path.split('/').includes('..') || e.path.startsWith('/')) throw new CloudbarmanError('failed', `BASE_BACKUP sent an unsafe path ${e.path}`);
-    const target = join(this.#root, e.path);
-    if (e.type === 'directory') {
-      await mkdir(target, { recursive: true, mode: 0o700 });
-      return;
+    if (e.type === 'file') {
+      this.#current = { size: 0, crc32c: 0xffffffff };
+      this.#received.set(`${this.#prefix}${e.path}`, this.#current);
+      this.#text = this.#prefix === '' && (e.path === 'backup_label' || e.path === 'tablespace_map') ? [] : undefined;
     }
-    if (e.type === 'symlink') {
-      const m = /^pg_tblspc\/(\d+)$/.exec(e.path);
-      if (this.#prefix === '' && m?.[1] !== undefined) await linkTablespace(this.#dir, m[1]);
-      return;
-    }
-    if (e.type !== 'file') return;
-    await mkdir(dirname(target), { recursive: true, mode: 0o700 });
-    this.#handle = await open(target, 'w', e.mode || 0o600);
-    this.#current = { size: 0, crc32c: 0xffffffff };
-    this.#received.set(`${this.#prefix}${e.path}`, this.#current);
-    this.#text = this.#prefix === '' && (e.path === 'backup_label' || e.path === 'tablespace_map') ? [] : undefined;
+    await this.#inner.entry(e);
   }
 
   async data(chunk: Buffer): Promise<void> {
-    if (this.#current === undefined || this.#handle === undefined) return;
+    if (this.#current === undefined) return;
     this.#current.size += chunk.length;
     this.#current.crc32c = crc32cUpdate(this.#current.crc32c, chunk);
     this.#text?.push(Buffer.from(chunk));
-    let done = 0;
-    while (done < chunk.length) done += (await this.#handle.write(chunk, done, chunk.length - done)).bytesWritten;
+    await this.#inner.data(chunk);
   }
 
   async end(e: TarEntry): Promise<void> {
-    await this.#handle?.close();
-    this.#handle = undefined;
     if (this.#text !== undefined) {
       const text = Buffer.concat(this.#text).toString('utf8');
       if (e.path === 'backup_label') this.#texts.label = text;
@@ -201,11 +171,7 @@ class ArchiveSink implements TarSink {
     }
     this.#text = undefined;
     this.#current = undefined;
-  }
-
-  async close(): Promise<void> {
-    await this.#handle?.close();
-    this.#handle = undefined;
+    await this.#inner.end(e);
   }
 }
 

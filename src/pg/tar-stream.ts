@@ -7,7 +7,7 @@
 
 /** One archive member, from its header. */
 export interface TarEntry {
-  /** Path inside the archive, without a trailing "/". */
+  /** Path inside the archive, without a leading "./" or a trailing "/". */
   path: string;
   type: 'file' | 'directory' | 'symlink' | 'other';
   size: number;
@@ -106,7 +106,8 @@ export function parseHeader(block: Buffer): TarEntry {
   if (sum !== stored) throw new Error('tar header checksum mismatch');
   const name = readString(block, 0, 100);
   const prefix = block.subarray(257, 263).toString('latin1').startsWith('ustar') ? readString(block, 345, 155) : '';
-  const path = (prefix === '' ? name : `${prefix}/${name}`).replace(/\/+$/, '');
+  // basebackup.c names some members "./pg_wal/archive_status": paths are kept relative and without "./".
+  const path = (prefix === '' ? name : `${prefix}/${name}`).replace(/\/+$/, '').replace(/^(\.\/)+/, '');
   const flag = String.fromCharCode(block[156] ?? 0);
   const type: TarEntry['type'] = flag === '0' || flag === '\0' ? 'file' : flag === '5' ? 'directory' : flag === '2' ? 'symlink' : 'other';
   return {

@@ -16,6 +16,9 @@ import {
   type Cluster, type PgVersion,
 } from '../helpers/postgres.ts';
 import { CLI_BIN, runCli } from '../helpers/cli.ts';
+import { LocalObjectStore } from '../../providers/local/object-store.ts';
+import { readManifest } from '../../src/core/catalog/catalog.ts';
+import type { Manifest } from '../../src/core/catalog/manifest.ts';
 
 let work: string;
 
@@ -96,12 +99,28 @@ for (const version of [15, 18] as const satisfies readonly PgVersion[]) {
       assert.ok(names.includes('tablespace_map'), names.join(' '));
       assert.match(await readFile(join(backupDir, 'backup_manifest'), 'utf8'), /"PostgreSQL-Backup-Manifest-Version"/);
 
+      // The same cluster backed up with --method local: the same files, directories and modes.
+      const local = await runAsPgUser(CLI_BIN, ['--format', 'json', 'backup', server, '--method', 'local', '--jobs', '2', '--part-size', '5MiB',
+        '--conninfo', `${conninfo} dbname=postgres`, '--pgdata', primary.dataDir], { env, timeoutMs: 300_000 });
+      assert.equal(local.code, 0, local.stderr);
+      const localId = (JSON.parse(local.stdout) as { id: string }).id;
+      const objects = new LocalObjectStore(pathToFileURL(store).href);
+      const streamed = await readManifest(objects, server, info.id);
+      const walked = await readManifest(objects, server, localId);
+      assert.deepEqual(layout(streamed).directories, layout(walked).directories);
+      assert.deepEqual(layout(streamed).files, layout(walked).files);
+      // Parts as the local method cuts them: none above the part size, pg_control alone in the last.
+      assert.ok(streamed.parts.every((p) => p.rawSize <= 5 * 1024 * 1024), JSON.stringify(streamed.parts.map((p) => p.rawSize)));
+      const control = streamed.files.find((f) => f.path === 'global/pg_control');
+      assert.deepEqual(control?.chunks.map((c) => c.part), [streamed.parts.length - 1]);
+      assert.ok(streamed.files.some((f) => f.chunks.length > 1), 'a file larger than the room left is split across parts');
+
       await primary.query('INSERT INTO marks VALUES (2, now())');
       await waitForArchived(primary, await switchWal(primary), 60_000);
 
       const dest = join(work, `restored-${version}`);
       const moved = join(work, `spc-moved-${version}`);
-      const r = await runCli(['--format', 'json', 'restore', server, 'latest', dest, '--tablespace', `extra:${moved}`, '--jobs', '2'], { env, timeoutMs: 300_000 });
+      const r = await runCli(['--format', 'json', 'restore', server, info.id, dest, '--tablespace', `extra:${moved}`, '--jobs', '2'], { env, timeoutMs: 300_000 });
       assert.equal(r.code, 0, r.stderr);
       assert.equal((JSON.parse(r.stdout) as { backup_id: string }).backup_id, info.id);
       assert.match(await readFile(join(dest, 'backup_label'), 'utf8'), /^START WAL LOCATION: /);
@@ -119,6 +138,20 @@ for (const version of [15, 18] as const satisfies readonly PgVersion[]) {
 }
 
 const execFileP = promisify(execFile);
+
+/**
+ * What two backups of one cluster taken moments apart must agree on: every directory with its
+ * mode, every file with its mode, and the size of files the server does not rewrite meanwhile.
+ */
+function layout(m: Manifest): { directories: string[]; files: string[] } {
+  // Relation files, free space maps and the like may change between the two backups; their sizes are not compared.
+  const stable = (path: string): boolean => /(^|\/)(PG_VERSION|pg_filenode\.map|postgresql\.conf|pg_hba\.conf|pg_ident\.conf)$/.test(path);
+  return {
+    // The local walk keeps every pg_wal subdirectory, cloudbarman's own WAL spool too; the server sends archive_status and summaries only.
+    directories: m.directories.filter((d) => d.path !== 'pg_wal/cloudbarman_spool').map((d) => `${d.path} ${d.mode.toString(8)}`),
+    files: m.files.map((f) => `${f.path} ${f.mode.toString(8)}${stable(f.path) ? ` ${f.size} ${f.sha256 ?? ''}` : ''}`),
+  };
+}
 const NOBODY = 65534;
 
 /** Runs cmd as uid/gid `id` with umask 0 (so the pg user can still use what it stores). */

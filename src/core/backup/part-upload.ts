@@ -75,13 +75,7 @@ export async function uploadParts(parts: readonly PlannedPart[], jobs: number, c
   let next = 0;
   let failure: unknown;
   const worker = async (): Promise<void> => {
-    const buffers: PartBuffers = {
-      input: sharedBuffer(bufferSize),
-      // LZ4 frames go into a buffer of this job's own, reused for every part like the input.
-      ...(ctx.codec === 'lz4' && ctx.lz4 !== undefined ? { lz4Output: sharedBuffer(lz4FrameBound(bufferSize)) } : {}),
-      // Sized for well-compressed data; it grows for data that compresses less.
-      ...(ctx.codec === 'gzip' || ctx.codec === 'zstd' ? { output: new PartOutput(Math.ceil(bufferSize / 8), compressedBound(bufferSize), sharedBuffer) } : {}),
-    };
+    const buffers = partBuffers(bufferSize, ctx);
     while (failure === undefined && next < parts.length) {
       const part = parts[next++];
       if (part === undefined) break;
@@ -105,6 +99,17 @@ export interface PartBuffers {
   lz4Output?: Uint8Array;
   /** For gzip and zstd: where the compressed part goes, shared too. */
   output?: PartOutput;
+}
+
+/** One job's buffers for parts of up to bufferSize raw bytes. */
+export function partBuffers(bufferSize: number, ctx: Pick<PartContext, 'codec' | 'lz4'>): PartBuffers {
+  return {
+    input: sharedBuffer(bufferSize),
+    // LZ4 frames go into a buffer of this job's own, reused for every part like the input.
+    ...(ctx.codec === 'lz4' && ctx.lz4 !== undefined ? { lz4Output: sharedBuffer(lz4FrameBound(bufferSize)) } : {}),
+    // Sized for well-compressed data; it grows for data that compresses less.
+    ...(ctx.codec === 'gzip' || ctx.codec === 'zstd' ? { output: new PartOutput(Math.ceil(bufferSize / 8), compressedBound(bufferSize), sharedBuffer) } : {}),
+  };
 }
 
 /** Builds and uploads one part in `buffers`. */
@@ -135,8 +140,19 @@ export async function uploadPart(part: PlannedPart, buffers: PartBuffers, ctx: P
     chunks.push({ file: read.chunk.file, fileOffset: read.chunk.fileOffset, length, partOffset: cursor, sha256: '' });
     cursor += length;
   }
-  const raw = buffer.subarray(0, cursor);
+  return storePart(part.index, buffer.subarray(0, cursor), chunks, vanished, buffers, ctx);
+}
 
+/** What storing a built part needs: a PartContext without the files to read from. */
+export type StoreContext = Omit<PartContext, 'files'>;
+
+/**
+ * Compresses, hashes and puts one part whose raw bytes are built: raw lies in buffers.input
+ * (shared memory), chunks say where each piece of a file is in it (their sha256 is filled in here).
+ * Used by uploadPart, and by stream-parts.ts for parts built from a BASE_BACKUP stream.
+ */
+export async function storePart(index: number, raw: Buffer, chunks: StoredChunk[], vanished: number[], buffers: PartBuffers, ctx: StoreContext): Promise<PartOutcome> {
+  const cursor = raw.byteLength;
   // Compression and hashing run side by side, off the main thread.
   const [stored, digests] = await Promise.all([
     compressPart(raw, ctx.codec, {
@@ -149,7 +165,7 @@ export async function uploadPart(part: PlannedPart, buffers: PartBuffers, ctx: P
     c.sha256 = digests[i] ?? '';
   });
   const [sha256 = ''] = await ctx.hash(stored, [{ offset: 0, length: stored.byteLength }]);
-  const name = partName(part.index, BACKUP_EXTENSIONS[ctx.codec]);
+  const name = partName(index, BACKUP_EXTENSIONS[ctx.codec]);
   const key = `${ctx.prefix}${name}`;
   throwIfAborted(ctx.signal);
   try {
@@ -168,7 +184,7 @@ export async function uploadPart(part: PlannedPart, buffers: PartBuffers, ctx: P
     throw storeFailure(err, `uploading part ${name}`, `${ctx.store.url} ${key}`);
   }
   ctx.log.debug(`stored ${name}: ${chunks.length} chunks, ${cursor} bytes, ${stored.byteLength} stored`);
-  return { index: part.index, part: { name, rawSize: cursor, storedSize: stored.byteLength, sha256 }, chunks, vanished };
+  return { index, part: { name, rawSize: cursor, storedSize: stored.byteLength, sha256 }, chunks, vanished };
 }
 
 interface ChunkRead {
