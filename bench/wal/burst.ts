@@ -18,8 +18,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensurePeers } from '../lib/apt.ts';
 import { osUser, type OsUser } from '../lib/postgres.ts';
-import { describeFailure, onCleanup, run, runCleanups, runOk, sleep } from '../lib/proc.ts';
+import { describeFailure, onCleanup, run, runOk, sleep } from '../lib/proc.ts';
 import { startS3rver, type S3rverHandle } from '../lib/s3rver.ts';
+import { benchLog, notesSection, runBench, writeResults } from '../lib/report.ts';
 import { fmtRatio, markdownTable, median } from '../lib/stats.ts';
 import { psqlEnv, startPostgres, writeAutoConf, type PgProcess } from './burst-cluster.ts';
 
@@ -116,10 +117,7 @@ function parseArgs(argv: readonly string[]): Options {
   return o;
 }
 
-const T0 = performance.now();
-const log = (m: string): void => {
-  process.stderr.write(`[burst ${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${m}\n`);
-};
+const log = benchLog('burst');
 
 /** A directory owned by the postgres user. */
 function pgDir(path: string, user: OsUser): string {
@@ -483,23 +481,15 @@ async function main(): Promise<void> {
     out.push('');
     out.push(table('recovery'));
   }
-  const uniqueNotes = [...new Set(notes)];
-  if (uniqueNotes.length) {
-    out.push('');
-    out.push('Notes:');
-    for (const n of uniqueNotes) out.push(`- ${n}`);
-  }
+  out.push(...notesSection(notes));
   out.push('');
   out.push('All archive and restore commands run as the postgres OS user, started by PostgreSQL itself. local = a directory (pgbackrest: posix repo); s3 = s3rver over HTTP, a single-process Node server on this machine.');
   process.stdout.write(out.join('\n') + '\n');
 
-  const resultsDir = join(ROOT, 'bench/results');
-  mkdirSync(resultsDir, { recursive: true });
-  const jsonPath = join(resultsDir, `burst-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(jsonPath, JSON.stringify({
+  const jsonPath = writeResults(ROOT, 'burst', startedAt, {
     bench: 'wal-burst',
     startedAt: startedAt.toISOString(),
-    durationS: Math.round((performance.now() - T0) / 100) / 10,
+    durationS: Math.round((Date.now() - startedAt.getTime()) / 100) / 10,
     host: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, kernel: release() },
     options: opts,
     versions,
@@ -511,17 +501,9 @@ async function main(): Promise<void> {
       archiveCommand: v.archiveCommand(1), restoreCommand: v.restoreCommand(1, '<pgdata>'),
       burst: v.burst, recovery: v.recovery, burstMedianMs: med(v.burst), recoveryMedianMs: med(v.recovery),
     })),
-    notes: uniqueNotes,
-  }, null, 2) + '\n');
+    notes: [...new Set(notes)],
+  });
   log(`JSON written to ${jsonPath}`);
 }
 
-try {
-  await main();
-} catch (err) {
-  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-  log('done');
-}
+await runBench(main, log);

@@ -15,8 +15,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensurePeers } from '../lib/apt.ts';
 import { osUser, type OsUser } from '../lib/postgres.ts';
-import { describeFailure, onCleanup, run, runCleanups, runOk, sleep } from '../lib/proc.ts';
+import { describeFailure, onCleanup, run, runOk, sleep } from '../lib/proc.ts';
 import { startS3rver, type S3rverHandle } from '../lib/s3rver.ts';
+import { benchLog, notesSection, runBench, writeResults } from '../lib/report.ts';
 import { markdownTable, median } from '../lib/stats.ts';
 import { psqlEnv, startPostgres, writeAutoConf, type PgProcess } from './burst-cluster.ts';
 
@@ -98,10 +99,7 @@ function parseArgs(argv: readonly string[]): Options {
   return o;
 }
 
-const T0 = performance.now();
-const log = (m: string): void => {
-  process.stderr.write(`[lag ${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${m}\n`);
-};
+const log = benchLog('lag');
 
 /** The segment number of a WAL file name, for 16 MiB segments (256 per log id). */
 export function segmentNumber(walName: string): number {
@@ -311,27 +309,12 @@ async function main(): Promise<void> {
     ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   ));
   for (const r of results) if (r.note) notes.push(`${r.variant}: ${r.note}`);
-  if (notes.length) {
-    out.push('');
-    out.push('Notes:');
-    for (const n of notes) out.push(`- ${n}`);
-  }
+  out.push(...notesSection(notes));
   out.push('');
   out.push('Each tool archives while pgbench runs on the same 2 cores: a tool that costs more CPU per segment also slows pgbench (see tps and segments/s).');
   process.stdout.write(out.join('\n') + '\n');
-  const resultsDir = join(ROOT, 'bench/results');
-  mkdirSync(resultsDir, { recursive: true });
-  const jsonPath = join(resultsDir, `lag-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(jsonPath, JSON.stringify({ bench: 'wal-lag', startedAt: startedAt.toISOString(), options: opts, host: { cpus: cpus().length, kernel: release(), loadavg: loadavg() }, results, notes }, null, 2) + '\n');
+  const jsonPath = writeResults(ROOT, 'lag', startedAt, { bench: 'wal-lag', startedAt: startedAt.toISOString(), options: opts, host: { cpus: cpus().length, kernel: release(), loadavg: loadavg() }, results, notes });
   log(`JSON written to ${jsonPath}`);
 }
 
-try {
-  await main();
-} catch (err) {
-  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-  log('done');
-}
+await runBench(main, log);

@@ -16,9 +16,10 @@ import { ensurePeers } from '../lib/apt.ts';
 import type { PeerStatus } from '../lib/apt.ts';
 import { osUser, startCluster } from '../lib/postgres.ts';
 import type { Cluster } from '../lib/postgres.ts';
-import { describeFailure, onCleanup, run, runCleanups, runOk, sleep } from '../lib/proc.ts';
+import { describeFailure, onCleanup, run, runOk, sleep } from '../lib/proc.ts';
 import { selfSignedCert, startS3rver } from '../lib/s3rver.ts';
 import type { S3rverHandle } from '../lib/s3rver.ts';
+import { runBench } from '../lib/report.ts';
 import { fmtMs, fmtRatio, markdownTable, median, percentile, shuffled } from '../lib/stats.ts';
 import { generateSegments, SEGMENT_BYTES, WAL_NAME } from './segments.ts';
 
@@ -590,12 +591,4 @@ async function main(): Promise<void> {
   log(`JSON written to ${jsonPath}`);
 }
 
-try {
-  await main();
-} catch (err) {
-  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-  log('done');
-}
+await runBench(main, log);

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { CLI_BIN } from './cli.ts';
+import { seededRandom } from '../servers/fault-proxy.ts';
 
 /** The default seed, so that CI runs are reproducible unless someone asks for another. */
 export const DEFAULT_CRASH_SEED = 20261122;
@@ -19,17 +20,8 @@ export function crashSeed(): number {
   return n;
 }
 
-/** mulberry32: a small, fast 32-bit PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (floats in [0, 1)): the fault proxy's PRNG, so that both schedules replay the same way. */
+export const mulberry32 = seededRandom;
 
 /** A PRNG for one loop: the run's seed mixed with the loop's name, so that loops do not share a sequence. */
 export function loopRng(seed: number, loop: string): () => number {
