@@ -113,7 +113,9 @@ export async function createBackupEntry(store: ObjectStore, make: (id: string) =
 export async function writeBackupInfo(store: ObjectStore, info: BackupInfo): Promise<void> {
   const key = `${backupPrefix(info.server, info.id)}${BACKUP_INFO_NAME}`;
   try {
-    await store.put(key, encode(await withEncryption(store, info)), { metadata: { cb_format: String(BACKUP_FORMAT_VERSION) } });
+    // As it is: a new entry got its encryption field from createBackupEntry, and an entry written
+    // before cloudbarman recorded it stays without one (so delete and keep never need the key).
+    await store.put(key, encode(info), { metadata: { cb_format: String(BACKUP_FORMAT_VERSION) } });
   } catch (err) {
     throw storeFailure(err, `writing the catalog entry of ${info.id}`, `${store.url} ${key}`);
   }
@@ -172,9 +174,8 @@ export async function readManifest(store: ObjectStore, server: string, id: strin
 }
 
 /**
- * The entry with its `encryption` field: kept when the entry has it (a rewrite by delete or keep
- * records what the backup was written with, whatever the config now says), otherwise what the
- * store encrypts with. Asking the store loads the key, so a backup without one fails before it starts.
+ * A new entry with its `encryption` field: what the store encrypts with. Asking the store loads
+ * the key, so a backup without one fails before it starts.
  */
 async function withEncryption(store: ObjectStore, info: BackupInfo): Promise<BackupInfo> {
   if (info.encryption !== undefined) return info;

@@ -47,6 +47,9 @@ export const ENCRYPTION_META = {
 
 /** True for the keys that are encrypted when client_encryption is on. */
 export function isEncryptedKey(key: string): boolean {
+  // Timeline history files stay plaintext (timeline numbers, switch LSNs and reasons, no data):
+  // retention plans WAL by timeline and must work on a host that has no key.
+  if (/^[^/]+\/wals\/[0-9A-F]{8}\.history(\.[a-z0-9]+)?$/.test(key)) return false;
   if (/^[^/]+\/wals\//.test(key)) return true;
   const m = /^[^/]+\/base\/[^/]+\/(.+)$/.exec(key);
   if (m === null) return false;

@@ -50,7 +50,12 @@ export class EncryptionKeys {
 
   /** Loads (once) the configured keys; throws a bad-input CloudbarmanError for an unreadable or malformed key. */
   load(): Promise<LoadedKeys> {
-    this.#loading ??= loadKeys(this.config, this.#sources);
+    if (this.#loading === undefined) {
+      const loading = loadKeys(this.config, this.#sources);
+      // A failed load is not kept: a long-lived receive-wal must recover from a brief KMS outage.
+      loading.catch(() => { if (this.#loading === loading) this.#loading = undefined; });
+      this.#loading = loading;
+    }
     return this.#loading;
   }
 

@@ -127,11 +127,15 @@ export class WalReceiverSupervisor {
 
   /** The child's exit code; on abort, SIGTERM then (bounded) SIGKILL, and the exit awaited. */
   async #waitOrStop(child: ReceiverProcess, signal: AbortSignal): Promise<number | null> {
+    let onAbort: (() => void) | undefined;
     const aborted = new Promise<'abort'>((resolve) => {
+      onAbort = () => resolve('abort');
       if (signal.aborted) resolve('abort');
-      else signal.addEventListener('abort', () => resolve('abort'), { once: true });
+      else signal.addEventListener('abort', onAbort, { once: true });
     });
     const first = await Promise.race([child.exited.then((code) => ({ code })), aborted]);
+    // One listener per start, removed again: a receive-wal that keeps failing must not pile them up.
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
     if (first !== 'abort') return first.code;
     child.terminate();
     const timeout = new AbortController();

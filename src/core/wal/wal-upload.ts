@@ -75,14 +75,11 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
   const checksums = { sha256, ...(crc32 === undefined ? {} : { crc32 }) };
 
   try {
-    let existing = await existingLookup;
-    // PostgreSQL's own .partial (archived at a promotion) replaces receive-wal's provisional copy of it.
-    for (let replaced = 0; existing !== undefined && replaced < MAX_PARTIAL_REPLACEMENTS && await isReceiveWalPartial(req, existing, sha256); replaced++) {
-      req.log.notice(`${name}: replacing receive-wal's provisional copy at ${req.store.url} ${existing} with the one PostgreSQL archived`);
-      await req.store.delete([existing]);
-      existing = await findExisting(req.store, baseKey);
+    const existing = await existingLookup;
+    if (existing !== undefined) {
+      await refuseReceiveWalPartial(req, existing, name);
+      return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
     }
-    if (existing !== undefined) return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
 
     const metadata = {
       [WAL_META.sha256]: sha256,
@@ -107,25 +104,29 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
     // Someone stored this name between our check and our put (or our own earlier attempt did).
     if (isStoreError(err, 'already-exists')) {
       const existing = await findExisting(req.store, baseKey).catch((e: unknown) => { throw storeFailure(e, `archiving ${name}`, where); });
-      if (existing !== undefined) return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
+      if (existing !== undefined) {
+        await refuseReceiveWalPartial(req, existing, name);
+        return { ...(await compareExisting(req, existing, sha256, info.size, name)), ...checksums };
+      }
     }
     throw storeFailure(err, `archiving ${name}`, where);
   }
 }
 
-/** How often a .partial of receive-wal's is replaced before giving up (receive-wal keeps re-uploading it). */
-const MAX_PARTIAL_REPLACEMENTS = 3;
-
 /**
- * True when the object is a .partial that receive-wal stored (cb_source) with other bytes than
- * ours: a snapshot of a segment being streamed, which receive-wal itself replaces as it grows. The
- * .partial that PostgreSQL archives for the old timeline at a promotion is the one to keep.
- * Anything else already stored stays write-once.
+ * A .partial that receive-wal stored (cb_source) holds the name PostgreSQL archives at a promotion.
+ * That copy is provisional: receive-wal replaces it as it grows and removes it once it reaches the
+ * promoted server. Neither replacing it here nor accepting it as "already archived" is safe without
+ * conditional writes (receive-wal could overwrite or delete PostgreSQL's copy a moment later), so
+ * the call fails (exit 5) and PostgreSQL tries again; its next call after the removal stores it.
  */
-async function isReceiveWalPartial(req: WalUploadRequest, key: string, sha256: string): Promise<boolean> {
-  if (!basename(req.walPath).endsWith('.partial')) return false;
+async function refuseReceiveWalPartial(req: WalUploadRequest, key: string, name: string): Promise<void> {
+  if (!name.endsWith('.partial')) return;
   const head = await req.store.head(key);
-  return head?.metadata?.[PARTIAL_SOURCE_META] === PARTIAL_SOURCE && head.metadata[WAL_META.sha256] !== sha256;
+  if (head?.metadata?.[PARTIAL_SOURCE_META] !== PARTIAL_SOURCE) return;
+  throw new CloudbarmanError('locked', `${name} is held by receive-wal's provisional copy at ${req.store.url} ${key}; PostgreSQL's copy is stored once receive-wal removes it`, {
+    hint: 'receive-wal removes it when it reaches the promoted server, and PostgreSQL retries archive_command; if no receive-wal streams this server any more, delete that one object (its metadata has cb_source=receive-wal)',
+  });
 }
 
 async function compareExisting(req: WalUploadRequest, existingKey: string, sha256: string, size: number, name: string): Promise<Omit<WalUploadResult, 'sha256' | 'crc32'>> {

@@ -44,7 +44,9 @@ describe('encrypting store', () => {
 
   it('chooses what to encrypt by key: WAL and backup data, not catalog entries, annotations or locks', () => {
     assert.ok(isEncryptedKey('pg1/wals/0000000100000000/000000010000000000000001.zst'));
-    assert.ok(isEncryptedKey('pg1/wals/00000002.history'));
+    assert.ok(!isEncryptedKey('pg1/wals/00000002.history'), 'timeline history stays readable for retention without the key');
+    assert.ok(!isEncryptedKey('pg1/wals/00000002.history.zst'));
+    assert.ok(isEncryptedKey('pg1/wals/0000000100000000/000000010000000000000002.00000028.backup.zst'));
     assert.ok(isEncryptedKey('pg1/base/20260101T000000Z/data/000001.zst'));
     assert.ok(isEncryptedKey('pg1/base/20260101T000000Z/manifest.json.zst'));
     assert.ok(isEncryptedKey('pg1/base/20260101T000000Z/backup_label'));

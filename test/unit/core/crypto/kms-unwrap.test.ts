@@ -178,6 +178,17 @@ describe('keys.ts unwraps the master key through KMS', () => {
     assert.equal((await keysWith(keyA.keyId, { CB_KEY: blobA.toString('base64') }).load()).writeKey?.id, masterKey(MASTER).id);
   });
 
+  it('a failed load is not cached: the same process succeeds once KMS answers again', async () => {
+    const keys = keysWith(keyA.keyId, { CB_KEY: blobA.toString('base64') });
+    keyA.enabled = false;
+    try {
+      await assert.rejects(keys.load(), failsWith(3, keyA.keyId, 'DisabledException'));
+    } finally {
+      keyA.enabled = true;
+    }
+    assert.equal((await keys.load()).writeKey?.id, masterKey(MASTER).id);
+  });
+
   it('access denied exits 3 with the IAM hint', async () => {
     keyA.denied = true;
     try {

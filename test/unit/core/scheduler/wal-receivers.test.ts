@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { WalReceiverSupervisor, type ReceiverDeps, type ReceiverProcess, type RestartPolicy } from '../../../../src/core/scheduler/wal-receivers.ts';
 
 const POLICY: RestartPolicy = { minDelayMs: 1_000, maxDelayMs: 8_000, stableAfterMs: 60_000, stopTimeoutMs: 30_000 };
@@ -27,12 +28,13 @@ class FakeChild implements ReceiverProcess {
 }
 
 /** Virtual time: sleeps wait until the test advances the clock past them. */
-function world(opts: { ignoresTerm?: boolean } = {}): { deps: ReceiverDeps; children: Array<{ server: string; child: FakeChild }>; sleeps: number[]; warnings: string[]; advance(ms: number): Promise<void>; settle(): Promise<void> } {
+function world(opts: { ignoresTerm?: boolean } = {}): { deps: ReceiverDeps; children: Array<{ server: string; child: FakeChild }>; sleeps: number[]; warnings: string[]; signals: Set<AbortSignal>; advance(ms: number): Promise<void>; settle(): Promise<void> } {
   let now = 0;
   const timers: Array<{ at: number; resolve: () => void }> = [];
   const children: Array<{ server: string; child: FakeChild }> = [];
   const sleeps: number[] = [];
   const warnings: string[] = [];
+  const signals = new Set<AbortSignal>();
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
   };
@@ -45,17 +47,19 @@ function world(opts: { ignoresTerm?: boolean } = {}): { deps: ReceiverDeps; chil
     now: () => now,
     sleep(ms, signal) {
       sleeps.push(ms);
+      signals.add(signal);
       return new Promise<void>((resolve) => {
         if (signal.aborted) return resolve();
-        const timer = { at: now + ms, resolve };
+        const onAbort = (): void => resolve();
+        const timer = { at: now + ms, resolve: () => { signal.removeEventListener('abort', onAbort); resolve(); } };
         timers.push(timer);
-        signal.addEventListener('abort', () => resolve(), { once: true });
+        signal.addEventListener('abort', onAbort, { once: true });
       });
     },
     log: { debug() {}, info() {}, notice() {}, warn: (m) => { warnings.push(m); } },
   };
   return {
-    deps, children, sleeps, warnings, settle,
+    deps, children, sleeps, warnings, signals, settle,
     async advance(ms) {
       now += ms;
       for (const t of timers.splice(0)) {
@@ -98,6 +102,8 @@ describe('receive-wal supervision', () => {
     await w.settle();
     assert.equal(w.sleeps.at(-1), 1_000);
     assert.equal(sup.starts, 7);
+    // Seven starts leave no pile of abort listeners behind (at most the running child's one).
+    for (const signal of w.signals) assert.ok(getEventListeners(signal, 'abort').length <= 1, `${getEventListeners(signal, 'abort').length} abort listeners`);
     await w.advance(1_000);
     await sup.stopAll();
   });

@@ -116,34 +116,34 @@ test('recovery mode decides what a failed restore_command means', () => {
   assert.equal(failureForRecoveryMode(unreachable, 'none').kind, 'unreachable');
 });
 
-test("PostgreSQL's .partial replaces receive-wal's provisional copy; any other .partial stays write-once", async () => {
+test("a .partial held by receive-wal's provisional copy is refused (exit 5) whatever its content, and stored once it is gone", async () => {
   const name = '000000010000000000000030.partial';
   const streamed = randomBytes(8192);
-  // receive-wal's copy: same key scheme, marked cb_source=receive-wal (the streamed part of the segment).
   const { compressBuffer } = await import('../../../../src/io/compression.ts');
   const { createHash } = await import('node:crypto');
   const { PARTIAL_SOURCE, PARTIAL_SOURCE_META, WAL_META, WAL_FORMAT_VERSION } = await import('../../../../src/core/wal/wal-keys.ts');
   const key = `pg1/wals/0000000100000000/${name}.zst`;
+  // receive-wal's copy: same key scheme, marked cb_source=receive-wal.
   await store.put(key, await compressBuffer(streamed, 'zstd'), {
     metadata: {
       [WAL_META.sha256]: createHash('sha256').update(streamed).digest('hex'), [WAL_META.size]: String(streamed.length),
       [WAL_META.compression]: 'zstd', [WAL_META.format]: WAL_FORMAT_VERSION, [PARTIAL_SOURCE_META]: PARTIAL_SOURCE,
     },
   });
+  const refused = (err: CloudbarmanError): boolean => err.kind === 'locked' && /held by receive-wal's provisional copy/.test(err.message) && /cb_source=receive-wal/.test(err.hint ?? '');
+  // Other content, and the very same content: neither replaced nor taken as archived.
+  await assert.rejects(uploadWal({ store, server: 'pg1', walPath: await walFile(name, randomBytes(8192)), compression: 'zstd', log: silentLogger }), refused);
+  await assert.rejects(uploadWal({ store, server: 'pg1', walPath: await walFile(name, streamed), compression: 'zstd', log: silentLogger }), refused);
+  assert.ok(await store.head(key), "receive-wal's copy is left to receive-wal");
+
+  // Once receive-wal removed its copy, PostgreSQL's next try stores its own, write-once from then on.
+  await store.delete([key]);
   const archived = randomBytes(8192);
-  const log = recordingLog();
-  const up = await uploadWal({ store, server: 'pg1', walPath: await walFile(name, archived), compression: 'gzip', log });
+  const up = await uploadWal({ store, server: 'pg1', walPath: await walFile(name, archived), compression: 'gzip', log: silentLogger });
   assert.equal(up.status, 'uploaded');
-  assert.equal(up.key, `pg1/wals/0000000100000000/${name}.gz`);
-  assert.equal(await store.head(key), undefined, "receive-wal's copy is gone");
-  assert.match(log.notices.join('\n'), /replacing receive-wal's provisional copy/);
   const dest = join(dir, 'restored-30');
   await restoreWal({ store, server: 'pg1', walName: name, destPath: dest, compression: 'zstd', log: silentLogger });
   assert.ok((await readFile(dest)).equals(archived));
-
-  // Now PostgreSQL's copy is there: another .partial with other bytes is refused, nothing overwritten.
   await assert.rejects(uploadWal({ store, server: 'pg1', walPath: await walFile(name, randomBytes(8192)), compression: 'zstd', log: silentLogger }),
     (err: CloudbarmanError) => err.kind === 'integrity' && /nothing was overwritten/.test(err.message));
-  await restoreWal({ store, server: 'pg1', walName: name, destPath: dest, compression: 'zstd', log: silentLogger });
-  assert.ok((await readFile(dest)).equals(archived));
 });
