@@ -83,19 +83,7 @@ const MAX_LABEL_BYTES = 1023;
 export async function takeBackup(req: BackupRequest): Promise<BackupInfo> {
   if (req.name !== undefined) checkLabel(req.name);
   const localSystemId = await checkDataDirectory(req.pgdata);
-  const open = req.openSession ?? openBackupSession;
-  const session = await open(req.conninfo, { applicationName: req.applicationName ?? 'cloudbarman_backup', connectTimeoutMs: req.connectTimeoutMs });
-
-  // One signal for everything that should stop the backup: the caller's, or the session dying.
-  const lost = new AbortController();
-  session.onLost((err) => lost.abort(err));
-  const signal = req.signal === undefined ? lost.signal : AbortSignal.any([req.signal, lost.signal]);
-  // Closing before pg_backup_stop makes PostgreSQL abort the backup; once is enough.
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => (closing ??= session.close());
-  // A pending query (a slow start checkpoint) ends at once when the session closes.
-  const onAbort = (): void => void close();
-  signal.addEventListener('abort', onAbort, { once: true });
+  const { session, signal, close, release } = await openGuardedSession(req);
 
   let entry: BackupInfo | undefined;
   try {
@@ -182,7 +170,7 @@ export async function takeBackup(req: BackupRequest): Promise<BackupInfo> {
     }
     throw failure;
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    release();
     await close();
   }
 }
@@ -242,6 +230,30 @@ export function archivingProblem(a: ArchiverStatus | undefined, walFile: string)
   if (a === undefined || failed === undefined || failed > walFile) return undefined;
   if (a.lastArchivedWal !== null && a.lastArchivedWal.slice(0, 24) >= failed) return undefined;
   return `archive_command is failing: PostgreSQL reports ${a.failedCount} failure${a.failedCount === 1 ? '' : 's'}, the last on ${a.lastFailedWal ?? failed}`;
+}
+
+/** A backup's database session, tied to one abort signal: the caller's, or the session dying. */
+export interface GuardedSession {
+  session: BackupSessionApi;
+  signal: AbortSignal;
+  /** Closes the session, once. Closing before pg_backup_stop makes PostgreSQL abort the backup. */
+  close(): Promise<void>;
+  /** Stops closing the session on abort (call before the final close). */
+  release(): void;
+}
+
+/** Opens the backup session; an abort closes it at once, so a pending query (a slow start checkpoint) ends too. */
+export async function openGuardedSession(req: Pick<BackupRequest, 'conninfo' | 'applicationName' | 'connectTimeoutMs' | 'signal' | 'openSession'>): Promise<GuardedSession> {
+  const open = req.openSession ?? openBackupSession;
+  const session = await open(req.conninfo, { applicationName: req.applicationName ?? 'cloudbarman_backup', connectTimeoutMs: req.connectTimeoutMs });
+  const lost = new AbortController();
+  session.onLost((err) => lost.abort(err));
+  const signal = req.signal === undefined ? lost.signal : AbortSignal.any([req.signal, lost.signal]);
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => (closing ??= session.close());
+  const onAbort = (): void => void close();
+  signal.addEventListener('abort', onAbort, { once: true });
+  return { session, signal, close, release: () => signal.removeEventListener('abort', onAbort) };
 }
 
 /** The STARTED catalog entry of a new backup. */

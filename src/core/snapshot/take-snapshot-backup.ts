@@ -23,12 +23,12 @@
 import { join } from 'node:path';
 import type { ObjectStore } from '../../../providers/object-store.ts';
 import { SnapshotCreateError, type SnapshotInfo, type SnapshotRequest, type Snapshotter } from '../../../providers/snapshotter.ts';
-import { openBackupSession, type ServerInfo } from '../../pg/backup-api.ts';
+import type { ServerInfo } from '../../pg/backup-api.ts';
 import { parseBackupLabel } from '../../pg/backup-label.ts';
 import type { ConnectOptions } from '../../pg/connection.ts';
 import { readSystemIdentifier } from '../../pg/control-file.ts';
 import { asFailure, throwIfAborted } from '../backup/abort.ts';
-import { putText, startedEntry, type BackupSessionApi } from '../backup/take-backup.ts';
+import { openGuardedSession, putText, startedEntry, type BackupSessionApi } from '../backup/take-backup.ts';
 import { waitForWal, type BackupClock } from '../backup/wait-for-wal.ts';
 import type { BackupInfo, SnapshotRecord } from '../catalog/backup-info.ts';
 import { BACKUP_LABEL_NAME, TABLESPACE_MAP_NAME, backupPrefix } from '../catalog/backup-keys.ts';
@@ -84,18 +84,8 @@ export async function takeSnapshotBackup(req: SnapshotBackupRequest): Promise<Ba
   }
   if (req.disks.length === 0) throw badInput(`backup_method snapshot of ${req.server} needs snapshot_disks`, 'list the disks that hold the data directory and the tablespaces');
   const snapshotter = req.snapshotter;
-  const open = req.openSession ?? openBackupSession;
-  const session = await open(req.conninfo, { applicationName: req.applicationName ?? 'cloudbarman_backup', connectTimeoutMs: req.connectTimeoutMs });
-
-  const lost = new AbortController();
-  session.onLost((err) => lost.abort(err));
-  const signal = req.signal === undefined ? lost.signal : AbortSignal.any([req.signal, lost.signal]);
   // Closing the session before pg_backup_stop is how PostgreSQL leaves backup mode on a failure.
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => (closing ??= session.close());
-  // A pending query (a slow start checkpoint) ends at once, and backup mode with it.
-  const onAbort = (): void => void close();
-  signal.addEventListener('abort', onAbort, { once: true });
+  const { session, signal, close, release } = await openGuardedSession(req);
 
   let entry: BackupInfo | undefined;
   let plan: DiskPlan[] = [];
@@ -193,7 +183,7 @@ export async function takeSnapshotBackup(req: SnapshotBackupRequest): Promise<Ba
     }
     throw failure;
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    release();
     await close();
   }
 }
