@@ -33,8 +33,12 @@ case "$suite" in
     echo "== typecheck" && tsc --noEmit -p .
     echo "== all suites"
     files=$(find test/unit test/contract test/integration test/e2e -name '*.test.ts' | sort)
+    # Two test files at a time: most integration time is spent waiting on PostgreSQL and the
+    # store servers, not on CPU, and every test picks its own free ports and directories.
+    # CLOUDBARMAN_TEST_CONCURRENCY=1 runs them one by one (for bisecting an interaction).
     # shellcheck disable=SC2086
-    node --test --test-reporter=spec --test-timeout=600000 "$@" $files
+    node --test --test-reporter=spec --test-timeout=600000 \
+      --test-concurrency="${CLOUDBARMAN_TEST_CONCURRENCY:-2}" "$@" $files
     ;;
   *) echo "unknown suite: $suite (unit|contract|integration|e2e|all)" >&2; exit 3 ;;
 esac
