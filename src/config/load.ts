@@ -104,6 +104,12 @@ export interface ServerConfig {
   /** AWS KMS key that wraps the master key (envelope encryption). */
   encryptionKmsKeyId?: string;
   encryptionKmsEndpointUrl?: string;
+  /** Azure Key Vault key that wraps the master key. */
+  encryptionAzureKeyId?: string;
+  /** Google Cloud KMS key that wraps the master key. */
+  encryptionGcpKmsKeyName?: string;
+  /** With client_encryption on, read WAL and backup objects stored unencrypted. */
+  encryptionAllowPlaintext: boolean;
   backupMethod: BackupMethod;
   compression: WalCompression;
   /** Defaults to the WAL compression. */
@@ -187,6 +193,9 @@ export const CONFIG_FIELDS: Readonly<Record<OptionName, keyof ServerConfig>> = {
   encryption_key_env: 'encryptionKeyEnv',
   encryption_kms_key_id: 'encryptionKmsKeyId',
   encryption_kms_endpoint_url: 'encryptionKmsEndpointUrl',
+  encryption_azure_key_id: 'encryptionAzureKeyId',
+  encryption_gcp_kms_key_name: 'encryptionGcpKmsKeyName',
+  encryption_allow_plaintext: 'encryptionAllowPlaintext',
   backup_method: 'backupMethod',
   compression: 'compression',
   backup_compression: 'backupCompression',
@@ -493,6 +502,14 @@ function resolveDerived(server: string, settings: Map<string, Setting>, file: In
     );
   }
 
+  const wrapping = ['encryption_kms_key_id', 'encryption_azure_key_id', 'encryption_gcp_kms_key_name'].filter((name) => settings.has(name));
+  if (wrapping.length > 1) {
+    throw badInput(
+      `${wrapping.map((name) => `${name} (${settings.get(name)?.where ?? ''})`).join(' and ')} cannot be combined`,
+      'the master key is wrapped by one key-management service: keep the option of the service that made the key file',
+    );
+  }
+
   derive(settings, 'backup_compression', 'compression');
   derive(settings, 'streaming_conninfo', 'conninfo');
   if (!settings.has('s3_force_path_style')) {
@@ -564,6 +581,9 @@ function buildServerConfig(server: string, settings: ReadonlyMap<string, Setting
     encryptionKeyEnv: required('encryption_key_env'),
     encryptionKmsKeyId: str('encryption_kms_key_id'),
     encryptionKmsEndpointUrl: str('encryption_kms_endpoint_url'),
+    encryptionAzureKeyId: str('encryption_azure_key_id'),
+    encryptionGcpKmsKeyName: str('encryption_gcp_kms_key_name'),
+    encryptionAllowPlaintext: bool('encryption_allow_plaintext'),
     backupMethod: required('backup_method') as BackupMethod,
     compression: required('compression') as WalCompression,
     backupCompression: required('backup_compression') as BackupCompression,

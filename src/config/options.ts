@@ -144,7 +144,25 @@ const TABLE = [
     name: 'encryption_kms_endpoint_url',
     type: 'url',
     schemes: ['http:', 'https:'],
-    description: 'custom AWS KMS endpoint for encryption_kms_key_id (VPC endpoints, test servers)',
+    description: 'custom endpoint of the key-management service for encryption_kms_key_id or encryption_gcp_kms_key_name (VPC or private endpoints, test servers)',
+  },
+  {
+    name: 'encryption_azure_key_id',
+    type: 'url',
+    schemes: ['https:'],
+    description: 'Azure Key Vault key (https://VAULT.vault.azure.net/keys/NAME[/VERSION]) that wraps the master key: the key file or variable then holds the RSA-OAEP-256 wrapKey result of the key, unwrapped once per run with unwrapKey (docs/encryption.md)',
+  },
+  {
+    name: 'encryption_gcp_kms_key_name',
+    type: 'string',
+    check: (v: string) => (/^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/.test(v) ? undefined : 'is not a Cloud KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)'),
+    description: 'Google Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that wraps the master key: the key file or variable then holds the gcloud kms encrypt ciphertext of the key, unwrapped once per run with decrypt (docs/encryption.md)',
+  },
+  {
+    name: 'encryption_allow_plaintext',
+    type: 'bool',
+    default: 'off',
+    description: 'with client_encryption on, also read WAL and backup objects that were stored unencrypted (an archive from before encryption was turned on); off refuses them as tampered (exit 4)',
   },
 
   // --- backups

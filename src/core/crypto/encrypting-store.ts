@@ -166,7 +166,13 @@ class EncryptingStore implements ObjectStore {
   async get(key: string, options: GetOptions = {}): Promise<GetResult> {
     const got = await this.#inner.get(key, options);
     const enc = encryptionOf(got.info);
-    if (enc === undefined) return got;
+    if (enc === undefined) {
+      if (this.#refusesPlaintext(key)) {
+        got.body.destroy();
+        throw this.#plaintextRefused(key);
+      }
+      return got;
+    }
     if (options.range !== undefined) {
       got.body.destroy();
       throw new Error(`internal: a ranged read of the encrypted object ${key}`);
@@ -203,6 +209,22 @@ class EncryptingStore implements ObjectStore {
 
   close(): Promise<void> {
     return this.#inner.close();
+  }
+
+  /**
+   * With client_encryption on, an object under a name that is always encrypted must be: a plaintext
+   * one there was put by someone without the key (or before encryption was turned on, which
+   * encryption_allow_plaintext accepts).
+   */
+  #refusesPlaintext(key: string): boolean {
+    const { encrypt, allowPlaintext } = this.#keys.config;
+    return encrypt && allowPlaintext !== true && isEncryptedKey(key);
+  }
+
+  #plaintextRefused(key: string): CloudbarmanError {
+    return new CloudbarmanError('integrity', `${this.#inner.url} ${key} is not encrypted, but client_encryption is on`, {
+      hint: 'it was stored without the key: by another writer, or before client_encryption was turned on (then set encryption_allow_plaintext = on while that archive is still needed)',
+    });
   }
 
   /** The object as the core sees it: the size of the bytes inside the encryption. */
@@ -249,16 +271,26 @@ class EncryptingStore implements ObjectStore {
 
 /** The keys a server's config names, read from env and the file system on first use. */
 export function encryptionKeysFor(
-  cfg: { clientEncryption: 'none' | 'aes-256-gcm'; encryptionKeyFile?: string; encryptionKeyEnv: string; encryptionKmsKeyId?: string },
+  cfg: {
+    clientEncryption: 'none' | 'aes-256-gcm';
+    encryptionKeyFile?: string;
+    encryptionKeyEnv: string;
+    encryptionKmsKeyId?: string;
+    encryptionAzureKeyId?: string;
+    encryptionGcpKmsKeyName?: string;
+    encryptionAllowPlaintext?: boolean;
+  },
   env: Readonly<Record<string, string | undefined>>,
   unwrapper?: () => Promise<KeyUnwrapper>,
 ): EncryptionKeys {
+  const wrapping = wrappingKeyOf(cfg);
   return new EncryptionKeys(
     {
       encrypt: cfg.clientEncryption === 'aes-256-gcm',
       keyEnv: cfg.encryptionKeyEnv,
+      allowPlaintext: cfg.encryptionAllowPlaintext === true,
       ...(cfg.encryptionKeyFile === undefined ? {} : { keyFile: cfg.encryptionKeyFile }),
-      ...(cfg.encryptionKmsKeyId === undefined ? {} : { kmsKeyId: cfg.encryptionKmsKeyId }),
+      ...(wrapping === undefined ? {} : { kmsKeyId: wrapping.keyId, kmsOption: wrapping.option }),
     },
     {
       env,
@@ -267,4 +299,16 @@ export function encryptionKeysFor(
       ...(unwrapper === undefined ? {} : { unwrapper }),
     },
   );
+}
+
+/** The key that wraps the master key, and the option naming it (the config allows at most one). */
+export function wrappingKeyOf(cfg: {
+  encryptionKmsKeyId?: string;
+  encryptionAzureKeyId?: string;
+  encryptionGcpKmsKeyName?: string;
+}): { service: 'aws' | 'azure' | 'gcp'; keyId: string; option: string } | undefined {
+  if (cfg.encryptionKmsKeyId !== undefined) return { service: 'aws', keyId: cfg.encryptionKmsKeyId, option: 'encryption_kms_key_id' };
+  if (cfg.encryptionAzureKeyId !== undefined) return { service: 'azure', keyId: cfg.encryptionAzureKeyId, option: 'encryption_azure_key_id' };
+  if (cfg.encryptionGcpKmsKeyName !== undefined) return { service: 'gcp', keyId: cfg.encryptionGcpKmsKeyName, option: 'encryption_gcp_kms_key_name' };
+  return undefined;
 }

@@ -33,6 +33,8 @@ export interface KeyUnwrapper {
   /** For messages: "AWS KMS key arn:aws:kms:...". */
   readonly describe: string;
   unwrap(blob: Buffer): Promise<Buffer>;
+  /** Service-specific hints by failure; the AWS KMS ones are the default. */
+  readonly hints?: Partial<Record<KeyUnwrapFailure, string>>;
   /** Releases sockets. */
   close(): void;
 }

@@ -20,6 +20,16 @@ export interface EncryptionConfig {
    * (envelope encryption), which the KMS key unwraps once per process.
    */
   kmsKeyId?: string;
+  /**
+   * The option that names kmsKeyId, for messages: encryption_kms_key_id (AWS KMS, the default),
+   * encryption_azure_key_id or encryption_gcp_kms_key_name.
+   */
+  kmsOption?: string;
+  /**
+   * encryption_allow_plaintext: with encrypt on, objects under encrypted names (isEncryptedKey) that
+   * were stored unencrypted are still read. Off, they are refused as tampered.
+   */
+  allowPlaintext?: boolean;
 }
 
 /** How the key sources are read; the CLI passes the real environment and file system. */
@@ -163,16 +173,17 @@ interface WrappedKey {
  * configured KMS key, and the plaintext (32 bytes, or one key as hex/base64 text) is the master key.
  */
 async function loadWrappedKeys(config: EncryptionConfig, kmsKeyId: string, sources: KeySources): Promise<LoadedKeys> {
+  const option = config.kmsOption ?? 'encryption_kms_key_id';
   const wrapped: WrappedKey[] = [];
   if (config.keyFile !== undefined) {
-    wrapped.push(...blobsFromFile(config.keyFile, await readKeyFile(config.keyFile, sources)));
+    wrapped.push(...blobsFromFile(config.keyFile, await readKeyFile(config.keyFile, sources), option));
   } else {
     const text = sources.env[config.keyEnv];
     if (text !== undefined && text.trim() !== '') {
       const blob = parseBlobText(text.trim());
       if (blob === undefined) {
         throw new CloudbarmanError('bad-input', `the environment variable ${config.keyEnv} does not hold a KMS ciphertext blob`, {
-          hint: `with encryption_kms_key_id set, it holds the base64 CiphertextBlob of the master key (1 to ${MAX_BLOB_BYTES} bytes)`,
+          hint: `with ${option} set, it holds the base64 ciphertext of the master key (1 to ${MAX_BLOB_BYTES} bytes)`,
         });
       }
       wrapped.push({ blob, source: `the environment variable ${config.keyEnv}` });
@@ -187,19 +198,19 @@ async function loadWrappedKeys(config: EncryptionConfig, kmsKeyId: string, sourc
     return { keys: [], writeKey: undefined };
   }
   if (sources.unwrapper === undefined) {
-    throw new CloudbarmanError('bad-input', `encryption_kms_key_id is set (${kmsKeyId}) but this build cannot reach a key-management service`);
+    throw new CloudbarmanError('bad-input', `${option} is set (${kmsKeyId}) but this build cannot reach a key-management service`);
   }
   const unwrapper = await sources.unwrapper();
   const keys: MasterKey[] = [];
   try {
-    for (const { blob, source } of wrapped) keys.push(await unwrapOne(unwrapper, kmsKeyId, blob, source));
+    for (const { blob, source } of wrapped) keys.push(await unwrapOne(unwrapper, blob, source));
   } finally {
     unwrapper.close();
   }
   return { keys, writeKey: config.encrypt ? keys[0] : undefined };
 }
 
-function blobsFromFile(path: string, content: Buffer): WrappedKey[] {
+function blobsFromFile(path: string, content: Buffer, option: string): WrappedKey[] {
   const text = content.toString('utf8');
   const lines = text.split(/\r?\n/);
   const isText = !text.includes('\uFFFD') && lines.every((raw) => {
@@ -210,7 +221,7 @@ function blobsFromFile(path: string, content: Buffer): WrappedKey[] {
     // Raw binary, as `aws kms generate-data-key ... --output text | base64 -d` writes it.
     if (content.length === 0 || content.length > MAX_BLOB_BYTES) {
       throw new CloudbarmanError('bad-input', `the encryption key file ${path} does not hold a KMS ciphertext blob (${content.length} bytes)`, {
-        hint: `with encryption_kms_key_id set, it holds one raw CiphertextBlob (1 to ${MAX_BLOB_BYTES} bytes) or lines of base64 blobs`,
+        hint: `with ${option} set, it holds one raw ciphertext (1 to ${MAX_BLOB_BYTES} bytes) or lines of base64 ciphertexts`,
       });
     }
     return [{ blob: content, source: `encryption_key_file ${path}` }];
@@ -222,14 +233,16 @@ function blobsFromFile(path: string, content: Buffer): WrappedKey[] {
     const blob = parseBlobText(line);
     if (blob === undefined) {
       throw new CloudbarmanError('bad-input', `the encryption key file ${path}, line ${i + 1}, does not hold a KMS ciphertext blob`, {
-        hint: `each line holds one base64 CiphertextBlob (1 to ${MAX_BLOB_BYTES} bytes)`,
+        hint: `each line holds one base64 ciphertext (1 to ${MAX_BLOB_BYTES} bytes)`,
       });
     }
     wrapped.push({ blob, source: `encryption_key_file ${path}, line ${i + 1}` });
   }
   if (wrapped.length === 0) {
     throw new CloudbarmanError('bad-input', `the encryption key file ${path} holds no KMS ciphertext blob`, {
-      hint: 'make one with: aws kms generate-data-key --key-id KEY --key-spec AES_256 --query CiphertextBlob --output text | base64 -d > FILE',
+      hint: option === 'encryption_kms_key_id'
+        ? 'make one with: aws kms generate-data-key --key-id KEY --key-spec AES_256 --query CiphertextBlob --output text | base64 -d > FILE'
+        : `docs/encryption.md shows how to make one for ${option}`,
     });
   }
   return wrapped;
@@ -254,15 +267,15 @@ const UNWRAP_HINTS: Readonly<Record<KeyUnwrapFailure, string>> = {
 
 const UNWRAP_WORDS: Readonly<Record<KeyUnwrapFailure, string>> = {
   'access-denied': 'access was denied',
-  'wrong-key': 'the blob belongs to another KMS key',
-  'invalid-ciphertext': 'the blob is not a valid KMS ciphertext',
+  'wrong-key': 'the blob belongs to another key',
+  'invalid-ciphertext': 'the blob is not a valid ciphertext of this key',
   disabled: 'the key is disabled or not usable',
   'not-found': 'the key was not found',
-  unreachable: 'KMS could not be reached',
+  unreachable: 'the key-management service could not be reached',
   failed: 'the request failed',
 };
 
-async function unwrapOne(unwrapper: KeyUnwrapper, kmsKeyId: string, blob: Buffer, source: string): Promise<MasterKey> {
+async function unwrapOne(unwrapper: KeyUnwrapper, blob: Buffer, source: string): Promise<MasterKey> {
   let plain: Buffer;
   try {
     plain = await unwrapper.unwrap(blob);
@@ -271,16 +284,16 @@ async function unwrapOne(unwrapper: KeyUnwrapper, kmsKeyId: string, blob: Buffer
     const detail = err instanceof Error ? err.message : String(err);
     throw new CloudbarmanError(
       reason === 'unreachable' ? 'unreachable' : 'bad-input',
-      `cannot unwrap the master key from ${source} with KMS key ${kmsKeyId}: ${UNWRAP_WORDS[reason]} (${detail})`,
-      { hint: UNWRAP_HINTS[reason] },
+      `cannot unwrap the master key from ${source} with ${unwrapper.describe}: ${UNWRAP_WORDS[reason]} (${detail})`,
+      { hint: unwrapper.hints?.[reason] ?? UNWRAP_HINTS[reason] },
     );
   }
   try {
     // 32 raw bytes (generate-data-key), or one existing key as text (kms encrypt --plaintext fileb://old.key).
     const bytes = plain.length === KEY_BYTES ? plain : parseKeyText(plain.toString('latin1').trim());
     if (bytes === undefined) {
-      throw new CloudbarmanError('bad-input', `the master key unwrapped from ${source} with KMS key ${kmsKeyId} is ${plain.length} bytes, not a key of ${KEY_BYTES} bytes`, {
-        hint: 'wrap a 32-byte key: aws kms generate-data-key --key-spec AES_256, or aws kms encrypt of a key file of one hex or base64 key',
+      throw new CloudbarmanError('bad-input', `the master key unwrapped from ${source} with ${unwrapper.describe} is ${plain.length} bytes, not a key of ${KEY_BYTES} bytes`, {
+        hint: 'wrap a 32-byte key, or a key file of one hex or base64 key (docs/encryption.md)',
       });
     }
     const key = masterKey(bytes);

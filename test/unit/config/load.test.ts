@@ -89,6 +89,7 @@ describe('loadServerConfig: the seed example', () => {
       azureCredential: 'default',
       clientEncryption: 'none',
       encryptionKeyEnv: 'CLOUDBARMAN_ENCRYPTION_KEY',
+      encryptionAllowPlaintext: false,
       backupMethod: 'local',
       compression: 'zstd',
       backupCompression: 'zstd',
@@ -180,14 +181,28 @@ encryption_key_file = /etc/cloudbarman/backup.key
 encryption_key_env = PG1_BACKUP_KEY
 encryption_kms_key_id = alias/cloudbarman
 encryption_kms_endpoint_url = https://kms.eu-west-1.amazonaws.com
+encryption_allow_plaintext = on
 `);
+    // One service wraps the master key: the other two options are checked on their own below.
+    const otherWrapping = new Set(['encryption_azure_key_id', 'encryption_gcp_kms_key_name']);
     for (const spec of OPTIONS) {
+      if (otherWrapping.has(spec.name)) continue;
       const field = CONFIG_FIELDS[spec.name as keyof typeof CONFIG_FIELDS];
       assert.notEqual(cfg[field], undefined, `${spec.name} -> ${field}`);
       assert.equal(cfg.origins[spec.name], 'file', spec.name);
     }
     assert.equal(cfg.partSizeBytes, 16 * 1024 * 1024);
     assert.equal(cfg.retryTimeoutMs, 300_000);
+    const azure = await loadText('[pg1]\ndestination = s3://b/p\nencryption_azure_key_id = https://vault1.vault.azure.net/keys/cb/0123abcd\n');
+    assert.equal(azure.encryptionAzureKeyId, 'https://vault1.vault.azure.net/keys/cb/0123abcd');
+    const gcp = await loadText('[pg1]\ndestination = s3://b/p\nencryption_gcp_kms_key_name = projects/p1/locations/europe-west1/keyRings/r/cryptoKeys/k\n');
+    assert.equal(gcp.encryptionGcpKmsKeyName, 'projects/p1/locations/europe-west1/keyRings/r/cryptoKeys/k');
+    await assert.rejects(
+      loadText('[pg1]\ndestination = s3://b/p\nencryption_kms_key_id = alias/cb\nencryption_gcp_kms_key_name = projects/p1/locations/l/keyRings/r/cryptoKeys/k\n'),
+      (err: unknown) => err instanceof CloudbarmanError && err.kind === 'bad-input' && /encryption_kms_key_id .*encryption_gcp_kms_key_name .*cannot be combined/.test(err.message),
+    );
+    await assert.rejects(loadText('[pg1]\ndestination = s3://b/p\nencryption_gcp_kms_key_name = projects/p1/keyRings/r\n'), /not a Cloud KMS key name/);
+    await assert.rejects(loadText('[pg1]\ndestination = s3://b/p\nencryption_azure_key_id = http://vault1.vault.azure.net/keys/cb\n'), /encryption_azure_key_id/);
     assert.equal(cfg.requestTimeoutMs, 3_600_000);
     assert.equal(cfg.walArchiveTimeoutMs, 600_000);
     assert.deepEqual(cfg.snapshotDisks, ['d1', 'd2']);

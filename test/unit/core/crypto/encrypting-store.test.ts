@@ -94,11 +94,29 @@ describe('encrypting store', () => {
     }
   });
 
-  it('reads plaintext objects as they are, with or without keys', async () => {
-    await raw.put('pg1/wals/0000000100000000/000000010000000000000003', Buffer.from('plain wal'));
-    for (const store of [withClientEncryption(raw, keysFrom(true, { CLOUDBARMAN_ENCRYPTION_KEY: KEY_A.toString('hex') })), withClientEncryption(raw, keysFrom(false, {}))]) {
-      assert.equal((await buffer((await store.get('pg1/wals/0000000100000000/000000010000000000000003')).body)).toString(), 'plain wal');
+  it('with client_encryption on, refuses plaintext where ciphertext belongs unless encryption_allow_plaintext is on', async () => {
+    const wal = 'pg1/wals/0000000100000000/000000010000000000000003';
+    await raw.put(wal, Buffer.from('plain wal'));
+    const env = { CLOUDBARMAN_ENCRYPTION_KEY: KEY_A.toString('hex') };
+    const allowing = encryptionKeysFor({ clientEncryption: 'aes-256-gcm', encryptionKeyEnv: 'CLOUDBARMAN_ENCRYPTION_KEY', encryptionAllowPlaintext: true }, env);
+    // Read as it is with encryption off (keys or not), or on with encryption_allow_plaintext.
+    for (const store of [withClientEncryption(raw, allowing), withClientEncryption(raw, keysFrom(false, {})), withClientEncryption(raw, keysFrom(false, env))]) {
+      assert.equal((await buffer((await store.get(wal)).body)).toString(), 'plain wal');
     }
+    // On and strict (the default): exit 4 naming the object, with the option in the hint.
+    const strict = withClientEncryption(raw, keysFrom(true, env));
+    await assert.rejects(strict.get(wal), isExit('integrity', wal, 'not encrypted', 'encryption_allow_plaintext'));
+    // Objects that stay plaintext by design are still read: catalog entries, annotations, timeline history.
+    for (const key of ['pg1/base/20260101T000000Z/backup.json', 'pg1/base/20260101T000000Z/annotations/keep', 'pg1/wals/00000002.history']) {
+      await raw.put(key, Buffer.from('{}'));
+      assert.equal((await buffer((await strict.get(key)).body)).toString(), '{}');
+    }
+    // A plaintext object put in place of an encrypted one (same name, the attacker has no key) is refused.
+    const label = 'pg1/base/20260102T000000Z/backup_label';
+    await strict.put(label, Buffer.from('real label'));
+    assert.equal((await buffer((await strict.get(label)).body)).toString(), 'real label');
+    await raw.put(label, Buffer.from('forged label'));
+    await assert.rejects(strict.get(label), isExit('integrity', label, 'not encrypted'));
   });
 
   it('fails a wrong or missing key with exit 3 naming the expected key id, before reading', async () => {

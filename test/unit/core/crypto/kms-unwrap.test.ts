@@ -165,7 +165,7 @@ describe('keys.ts unwraps the master key through KMS', () => {
   it('a tampered blob exits 3', async () => {
     const tampered = Buffer.from(blobA);
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 0x80;
-    await assert.rejects(keysWith(keyA.keyId, { CB_KEY: tampered.toString('base64') }).load(), failsWith(3, keyA.keyId, 'not a valid KMS ciphertext', 'InvalidCiphertextException'));
+    await assert.rejects(keysWith(keyA.keyId, { CB_KEY: tampered.toString('base64') }).load(), failsWith(3, keyA.keyId, 'not a valid ciphertext of this key', 'InvalidCiphertextException'));
   });
 
   it('a disabled key exits 3, and works again once enabled', async () => {
