@@ -25,6 +25,13 @@ import { toStoreError } from './errors.ts';
 const MAGIC = Buffer.from('CBOBJ\x00\x01\n', 'latin1');
 const HEADER_FIXED = MAGIC.length + 4; // magic + uint32 metadata length
 const TEMP_PREFIX = '.cbtmp-';
+/**
+ * A temporary file untouched for this long is an orphan of a killed writer (a live put writes to
+ * its file all the time, which moves its mtime), and a listing that passes it removes it.
+ */
+const ORPHAN_AGE_MS = 60 * 60 * 1000;
+/** At most this many orphans are removed per listing, so that one listing's cost stays bounded. */
+const ORPHANS_PER_LIST = 100;
 const DEFAULT_PAGE = 1000;
 
 /** An object store in a directory of this machine. */
@@ -119,7 +126,9 @@ export class LocalObjectStore implements ObjectStore {
     const slash = prefix.lastIndexOf('/');
     const base = slash >= 0 ? prefix.slice(0, slash) : '';
     const keys: string[] = [];
-    await this.#walk(base, prefix, keys);
+    const orphans: string[] = [];
+    await this.#walk(base, prefix, keys, orphans);
+    await this.#removeOrphans(orphans);
     // An empty listing of a root that does not exist is a missing container, as on the clouds,
     // not "no backups": a typo in the destination must not look like an empty archive.
     if (keys.length === 0) await this.#assertRootExists();
@@ -237,7 +246,27 @@ export class LocalObjectStore implements ObjectStore {
   }
 
 
-  async #walk(relDir: string, prefix: string, out: string[]): Promise<void> {
+  /**
+   * Removes the temporary files a killed put left (SIGKILL, power loss) once they are old enough
+   * that no writer can still own them. Best effort: a read-only user cannot, and need not.
+   */
+  async #removeOrphans(temps: readonly string[]): Promise<void> {
+    const cutoff = Date.now() - ORPHAN_AGE_MS;
+    let removed = 0;
+    for (const path of temps) {
+      if (removed >= ORPHANS_PER_LIST) break;
+      try {
+        const s = await stat(path);
+        if (!s.isFile() || s.mtimeMs > cutoff) continue;
+        await unlink(path);
+        removed += 1;
+      } catch {
+        // Gone already, or not ours to remove.
+      }
+    }
+  }
+
+  async #walk(relDir: string, prefix: string, out: string[], temps: string[]): Promise<void> {
     const abs = relDir === '' ? this.#root : this.#path(relDir);
     let entries;
     try {
@@ -248,12 +277,15 @@ export class LocalObjectStore implements ObjectStore {
       throw toStoreError(err, relDir || this.url);
     }
     for (const entry of entries) {
-      if (entry.name.startsWith(TEMP_PREFIX)) continue;
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        if (entry.isFile()) temps.push(join(abs, entry.name));
+        continue;
+      }
       const key = relDir === '' ? entry.name : `${relDir}/${entry.name}`;
       if (entry.isDirectory()) {
         // Descend only where keys below could still match the prefix.
         const asDir = `${key}/`;
-        if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) await this.#walk(key, prefix, out);
+        if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) await this.#walk(key, prefix, out, temps);
       } else if (entry.isFile() && key.startsWith(prefix)) {
         out.push(key);
       }
