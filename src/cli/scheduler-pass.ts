@@ -40,19 +40,27 @@ export function formatReports(reports: readonly StepReport[]): string[] {
  * daemon's receive-wal supervision. Servers whose config does not load are returned apart, so
  * that a typo made while the daemon runs does not stop a receive-wal that is streaming fine.
  */
-export async function streamingServers(opts: Record<string, unknown>, only: readonly string[] = []): Promise<{ on: string[]; unreadable: string[] }> {
+export async function streamingServers(
+  opts: Record<string, unknown>,
+  only: readonly string[] = [],
+): Promise<{ on: string[]; unreadable: string[]; stopTimeoutMs: Map<string, number> }> {
   const configPath = typeof opts['config'] === 'string' ? opts['config'] : undefined;
   const configured = await listConfiguredServers({ ...(configPath === undefined ? {} : { configPath }), env: process.env });
   const chosen = only.length === 0 ? configured : configured.filter((s) => only.includes(s));
   const { loadConfig } = await import('./context.ts');
+  const { receiveWalStopTimeoutMs } = await import('./receive-wal-timing.ts');
   const on: string[] = [];
   const unreadable: string[] = [];
+  const stopTimeoutMs = new Map<string, number>();
   for (const server of chosen) {
     try {
-      if ((await loadConfig(server, opts)).streamingArchiver) on.push(server);
+      const cfg = await loadConfig(server, opts);
+      if (!cfg.streamingArchiver) continue;
+      on.push(server);
+      stopTimeoutMs.set(server, receiveWalStopTimeoutMs(cfg));
     } catch {
       unreadable.push(server); // the pass reports the config error itself
     }
   }
-  return { on, unreadable };
+  return { on, unreadable, stopTimeoutMs };
 }

@@ -110,4 +110,36 @@ describe('daemon supervises receive-wal on PostgreSQL 15', { timeout: 240_000 },
     assert.equal(existsSync(lockFile), false, 'receive-wal stopped cleanly and released its lock');
     assert.equal(alive(firstPid), false);
   });
+
+  test('a SIGKILLed daemon leaves no receive-wal behind: the child sees its stdin close and stops cleanly', async () => {
+    assert.ok(primary !== undefined, 'the first test started the cluster');
+    const env = { CLOUDBARMAN_CONFIG: join(work, 'cloudbarman.conf') };
+    const lockFile = join(work, 'receive', SERVER, 'receive-wal.lock');
+    const daemon = spawn(CLI_BIN, ['daemon', '--interval', '1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    daemon.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exited = new Promise<void>((r) => daemon.once('close', () => r()));
+    const details = async (): Promise<string> => stderr.slice(-4000);
+    let childPid = 0;
+    try {
+      childPid = await pollUntil(async () => {
+        const text = await readFile(lockFile, 'utf8').catch(() => '');
+        const pid = Number(text.split(' ')[0]);
+        return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+      }, { timeoutMs: 60_000, what: 'receive-wal started by the daemon', details });
+    } finally {
+      daemon.kill('SIGKILL');
+    }
+    await exited;
+    try {
+      // Nobody sends the child a signal: only the closed pipe can stop it.
+      await pollUntil(async () => (alive(childPid) ? undefined : true), { timeoutMs: 60_000, intervalMs: 100, what: `receive-wal (pid ${childPid}) to stop after its daemon was killed`, details });
+    } finally {
+      if (alive(childPid)) process.kill(childPid, 'SIGKILL');
+    }
+    assert.match(stderr, /the daemon that started this receive-wal is gone \(stdin closed\): stopping/);
+    assert.equal(existsSync(lockFile), false, 'it stopped cleanly and released its lock');
+    const senders = await primary.query('SELECT pid FROM pg_stat_replication WHERE application_name = $1', [APP_NAME]);
+    assert.equal(senders.length, 0);
+  });
 });

@@ -29,8 +29,10 @@ export const registerDaemon: Register = (program, run) => {
         import('../scheduler-pass.ts'), import('../../core/scheduler/wal-receivers.ts')]);
       const stop = new AbortController();
       const globals = { ...program.opts(), ...opts };
+      // Per server: how long its receive-wal may take to stop (its drain bound comes from its config).
+      const stopTimeouts = new Map<string, number>();
       const receivers = new WalReceiverSupervisor({
-        start: (server) => startReceiver(server, globals),
+        start: (server) => startReceiver(server, globals, stopTimeouts.get(server)),
         now: () => Date.now(),
         sleep: (ms, signal) => sleep(ms, undefined, { signal }).catch(() => undefined),
         log: output.log,
@@ -49,6 +51,7 @@ export const registerDaemon: Register = (program, run) => {
           passes++;
           try {
             const streaming = await streamingServers(globals, servers);
+            for (const [server, ms] of streaming.stopTimeoutMs) stopTimeouts.set(server, ms);
             await receivers.reconcile([...streaming.on, ...receivers.servers.filter((s) => streaming.unreadable.includes(s))]);
           } catch (err) {
             output.log.warn(`pass ${passes}: receive-wal supervision: ${err instanceof Error ? err.message : String(err)}`);
@@ -73,13 +76,19 @@ export const registerDaemon: Register = (program, run) => {
     }));
 };
 
-/** `cloudbarman receive-wal SERVER` as a child of this process, with the daemon's config and verbosity. */
-function startReceiver(server: string, globals: Record<string, unknown>): ReceiverProcess {
+/**
+ * `cloudbarman receive-wal SERVER` as a child of this process, with the daemon's config and
+ * verbosity. Its stdin is a pipe the daemon never writes to: when the daemon dies, even by SIGKILL,
+ * the pipe closes and the child stops as on SIGTERM (--stop-on-stdin-eof), so no receive-wal is
+ * left running unsupervised.
+ */
+function startReceiver(server: string, globals: Record<string, unknown>, stopTimeoutMs: number | undefined): ReceiverProcess {
   const args = [...process.execArgv, process.argv[1] ?? '', ...(typeof globals['config'] === 'string' ? ['--config', globals['config']] : [])];
   if (globals['verbose'] === true) args.push('--verbose');
   else if (globals['quiet'] === true) args.push('--quiet');
   // Its log lines go to the daemon's stderr; its closing summary (stdout) is not the daemon's output.
-  const child = spawn(process.execPath, [...args, 'receive-wal', server], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...args, 'receive-wal', '--stop-on-stdin-eof', server], { stdio: ['pipe', 'ignore', 'inherit'] });
+  child.stdin?.on('error', () => undefined); // EPIPE once the child is gone: nothing was to be written anyway
   const exited = new Promise<number | null>((resolve) => {
     child.once('error', () => resolve(127));
     child.once('close', (code) => resolve(code));
@@ -89,5 +98,6 @@ function startReceiver(server: string, globals: Record<string, unknown>): Receiv
     exited,
     terminate: () => { child.kill('SIGTERM'); },
     kill: () => { child.kill('SIGKILL'); },
+    ...(stopTimeoutMs === undefined ? {} : { stopTimeoutMs }),
   };
 }

@@ -1,6 +1,7 @@
 /** `receive-wal SERVER [--create-slot|--drop-slot]`: streams WAL over the replication protocol. Maps options to receiveWal. */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { Option } from 'commander';
 import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
@@ -23,7 +24,9 @@ export const registerReceiveWal: Register = (program, run) => {
     .option('--create-slot', 'create the physical replication slot slot_name (RESERVE_WAL) and exit; success if it exists')
     .option('--drop-slot', 'drop the replication slot slot_name and exit; success if it does not exist')
     .option('--no-loop', 'exit (code 2) when the connection is lost instead of reconnecting')
-    .option('--stop-after-segments <n>', 'stop once this many streamed segments are stored (tests, one-off catch-ups)'))
+    .option('--stop-after-segments <n>', 'stop once this many streamed segments are stored (tests, one-off catch-ups)')
+    // Set by the daemon, which keeps the other end of the pipe: its death closes it (hidden from --help).
+    .addOption(new Option('--stop-on-stdin-eof', 'stop as on SIGTERM when stdin reaches its end').hideHelp()))
     .action(run('receive-wal', async (output: Output, ...args: unknown[]) => {
       const [server, opts] = args as [string, Record<string, unknown>];
       if (opts['createSlot'] === true && opts['dropSlot'] === true) throw badInput('--create-slot and --drop-slot exclude each other');
@@ -32,8 +35,8 @@ export const registerReceiveWal: Register = (program, run) => {
         stopAfter = Number(opts['stopAfterSegments']);
         if (!Number.isInteger(stopAfter) || stopAfter < 1) throw badInput(`--stop-after-segments ${String(opts['stopAfterSegments'])} is not a whole number >= 1`);
       }
-      const [{ loadConfig, openStore }, core, { receiveWalDirectory }] = await Promise.all([
-        import('../context.ts'), import('../../core/wal/receive-wal.ts'), import('../../core/wal/receive-wal-directory.ts'),
+      const [{ loadConfig, openStore }, core, { receiveWalDirectory }, { receiveWalDrainTimeoutMs }] = await Promise.all([
+        import('../context.ts'), import('../../core/wal/receive-wal.ts'), import('../../core/wal/receive-wal-directory.ts'), import('../receive-wal-timing.ts'),
       ]);
       const cfg = await loadConfig(server, { ...program.opts(), ...opts });
       const conninfo = cfg.streamingConninfo;
@@ -53,6 +56,13 @@ export const registerReceiveWal: Register = (program, run) => {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      const parentGone = (): void => {
+        output.log.notice('the daemon that started this receive-wal is gone (stdin closed): stopping');
+        stop.abort();
+      };
+      if (opts['stopOnStdinEof'] === true) {
+        process.stdin.once('end', parentGone).once('error', parentGone).resume();
+      }
       const store = await openStore(cfg, output.log);
       try {
         const result = await core.receiveWal({
@@ -71,7 +81,7 @@ export const registerReceiveWal: Register = (program, run) => {
           signal: stop.signal,
           reconnect: opts['loop'] !== false,
           ...(stopAfter === undefined ? {} : { stopAfterSegments: stopAfter }),
-          drainTimeoutMs: Math.max(10_000, cfg.retryTimeoutMs),
+          drainTimeoutMs: receiveWalDrainTimeoutMs(cfg),
           pid: process.pid,
           isAlive,
         });
@@ -84,6 +94,7 @@ export const registerReceiveWal: Register = (program, run) => {
       } finally {
         process.removeListener('SIGINT', onSignal);
         process.removeListener('SIGTERM', onSignal);
+        if (opts['stopOnStdinEof'] === true) process.stdin.removeListener('end', parentGone).destroy();
         await store.close();
       }
     }));

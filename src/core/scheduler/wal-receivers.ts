@@ -16,6 +16,8 @@ export interface ReceiverProcess {
   terminate(): void;
   /** SIGKILL, after terminate was not enough. */
   kill(): void;
+  /** How long it may take to stop after SIGTERM (its own drain bound and more); default: the policy's. */
+  stopTimeoutMs?: number;
 }
 
 /** What the supervisor needs from the outside world. */
@@ -34,7 +36,7 @@ export interface RestartPolicy {
   maxDelayMs: number;
   /** A child that ran at least this long starts the pauses again from minDelayMs. */
   stableAfterMs: number;
-  /** How long a child has after SIGTERM before SIGKILL. */
+  /** How long a child has after SIGTERM before SIGKILL, unless the child names its own bound. */
   stopTimeoutMs: number;
 }
 
@@ -139,11 +141,12 @@ export class WalReceiverSupervisor {
     if (first !== 'abort') return first.code;
     child.terminate();
     const timeout = new AbortController();
-    const gaveUp = this.#deps.sleep(this.#policy.stopTimeoutMs, timeout.signal).then(() => 'timeout' as const);
+    const bound = child.stopTimeoutMs ?? this.#policy.stopTimeoutMs;
+    const gaveUp = this.#deps.sleep(bound, timeout.signal).then(() => 'timeout' as const);
     const second = await Promise.race([child.exited.then((code) => ({ code })), gaveUp]);
     timeout.abort();
     if (second !== 'timeout') return second.code;
-    this.#deps.log.warn(`receive-wal (pid ${child.pid ?? '?'}) did not stop within ${Math.round(this.#policy.stopTimeoutMs / 1000)} s of SIGTERM: killing it`);
+    this.#deps.log.warn(`receive-wal (pid ${child.pid ?? '?'}) did not stop within ${Math.round(bound / 1000)} s of SIGTERM: killing it`);
     child.kill();
     return await child.exited;
   }

@@ -154,6 +154,23 @@ describe('receive-wal supervision', () => {
     assert.match(w.warnings.join('\n'), /did not stop within 30 s of SIGTERM: killing it/);
   });
 
+  it('gives a child that names its own stop bound (its drain time) that long, not the policy default', async () => {
+    const w = world({ ignoresTerm: true });
+    const start = w.deps.start;
+    w.deps.start = (server) => Object.assign(start(server), { stopTimeoutMs: 75_000 });
+    const sup = new WalReceiverSupervisor(w.deps, POLICY);
+    await sup.reconcile(['a']);
+    await w.settle();
+    const stopping = sup.stopAll();
+    await w.settle();
+    await w.advance(74_999);
+    assert.deepEqual(w.children[0]!.child.signals, ['TERM'], 'not killed at the policy default of 30 s');
+    await w.advance(1);
+    await stopping;
+    assert.deepEqual(w.children[0]!.child.signals, ['TERM', 'KILL']);
+    assert.match(w.warnings.join('\n'), /did not stop within 75 s of SIGTERM/);
+  });
+
   it('keeps trying when a process cannot even be started', async () => {
     const w = world();
     let failures = 2;
