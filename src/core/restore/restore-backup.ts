@@ -38,8 +38,6 @@ import { restoreSnapshotBackup, type SnapshotDiskResult, type SnapshotRestoreOpt
 
 export { INCOMPLETE_MARKER } from './recovery-files.ts';
 
-/** How often a part whose download broke off mid-way is fetched again. */
-const PART_ATTEMPTS = 3;
 /** Files or directories finished (mode, mtime, fsync) at once at the end; fsyncs overlap well on one disk. */
 const FINISH_CONCURRENCY = 16;
 
@@ -262,19 +260,16 @@ async function restoreParts(req: RestoreRequest, plan: RestorePlan, compression:
   // One hashing thread per job: each part in flight keeps one busy.
   const pool = new PartWorkers(req.jobs);
   try {
+    // No retry here: the store's one retry policy already resumes a body that breaks off
+    // (providers/retrying-store.ts), so a download that still fails has used up that budget.
     await forEachBounded(plan.parts, req.jobs, new AbortController(), async (part: PlannedPart, signal: AbortSignal) => {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await restorePart({ store: req.store, files: plan.files, compression, completion, hash: pool.digest, buffers, signal, onBytes }, part);
-          req.log.debug(`part ${part.key} restored (${part.chunks.length} chunks, ${part.rawSize} bytes)`);
-          return;
-        } catch (err) {
-          if (!(err instanceof PartTransferError) || attempt >= PART_ATTEMPTS || signal.aborted) {
-            throw err instanceof PartTransferError ? new CloudbarmanError('unreachable', err.message, { hint: 'the store kept dropping the download; try again', cause: err }) : err;
-          }
-          req.log.warn(`${err.message}; fetching the part again (attempt ${attempt + 1} of ${PART_ATTEMPTS})`);
-        }
+      try {
+        await restorePart({ store: req.store, files: plan.files, compression, completion, hash: pool.digest, buffers, signal, onBytes }, part);
+      } catch (err) {
+        if (!(err instanceof PartTransferError) || signal.aborted) throw err;
+        throw new CloudbarmanError('unreachable', err.message, { hint: 'the store kept dropping the download (retry_timeout was used up); try again', cause: err });
       }
+      req.log.debug(`part ${part.key} restored (${part.chunks.length} chunks, ${part.rawSize} bytes)`);
     });
   } finally {
     await pool.close();

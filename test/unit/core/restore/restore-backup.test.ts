@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { LocalObjectStore } from '../../../../providers/local/object-store.ts';
-import type { GetOptions, GetResult, ObjectStore } from '../../../../providers/object-store.ts';
+import { StoreError, type GetOptions, type GetResult, type ObjectStore } from '../../../../providers/object-store.ts';
+import { withRetries } from '../../../../providers/retrying-store.ts';
 import { CloudbarmanError } from '../../../../src/core/errors.ts';
 import { silentLogger, type Logger } from '../../../../src/core/log.ts';
 import { INCOMPLETE_MARKER, restoreBackup, type RestoreRequest } from '../../../../src/core/restore/restore-backup.ts';
@@ -229,12 +230,13 @@ test('tablespaces: relocated with --tablespace, linked, mapped; a non-empty targ
   await assert.rejects(stat(dest2), { code: 'ENOENT' });
 });
 
-/** A store whose gets can be observed and made to fail mid-body. */
-function instrumented(inner: ObjectStore, opts: { failFirstBodyOf?: string }): ObjectStore & { maxInFlight: number } {
+/** A store whose gets can be observed and made to fail mid-body (the first body of a key, or every one). */
+function instrumented(inner: ObjectStore, opts: { failFirstBodyOf?: string; failEveryBodyOf?: string }): ObjectStore & { maxInFlight: number; gets: Map<string, number> } {
   let inFlight = 0;
   let failed = false;
   const wrapped = {
     maxInFlight: 0,
+    gets: new Map<string, number>(),
     capabilities: inner.capabilities,
     url: inner.url,
     put: inner.put.bind(inner),
@@ -248,7 +250,14 @@ function instrumented(inner: ObjectStore, opts: { failFirstBodyOf?: string }): O
       if (!key.includes('/data/')) return result;
       inFlight++;
       wrapped.maxInFlight = Math.max(wrapped.maxInFlight, inFlight);
+      wrapped.gets.set(key, (wrapped.gets.get(key) ?? 0) + 1);
       const body = result.body;
+      if (opts.failEveryBodyOf === key) {
+        // Breaks before the first byte, every time: no progress, so the retry budget runs out.
+        body.destroy();
+        inFlight--;
+        return { info: result.info, body: new Readable({ read() { this.destroy(new StoreError('transient', 'socket hang up (ECONNRESET)')); } }) };
+      }
       const breakIt = opts.failFirstBodyOf === key && !failed;
       failed ||= breakIt;
       const source = async function* (): AsyncGenerator<Buffer> {
@@ -258,7 +267,7 @@ function instrumented(inner: ObjectStore, opts: { failFirstBodyOf?: string }): O
             const b = chunk as Buffer;
             if (breakIt && sent + b.length > 1000) {
               yield b.subarray(0, 1000 - sent);
-              throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+              throw new StoreError('transient', 'socket hang up (ECONNRESET)');
             }
             sent += b.length;
             yield b;
@@ -281,15 +290,34 @@ test('at most `jobs` parts are in flight', async () => {
   assert.ok(observed.maxInFlight >= 2 && observed.maxInFlight <= 3, `max in flight ${observed.maxInFlight}`);
 });
 
-for (const path of ['memory', 'streamed'] as const) test(`${path}: a download that breaks off mid-body is fetched again and the restore succeeds`, async () => {
+/** The store as the CLI opens it: one retry policy, here with no real sleeping. */
+function retryingStore(inner: ObjectStore, maxAttempts: number): ObjectStore {
+  return withRetries(inner, { timeoutMs: 60_000, maxAttempts, baseDelayMs: 1, maxDelayMs: 1 }, { sleep: async () => undefined });
+}
+
+for (const path of ['memory', 'streamed'] as const) test(`${path}: a download that breaks off mid-body is resumed by the store and the restore succeeds`, async () => {
   const { store, dest } = await fresh();
   const files = [...baseFiles(), { path: 'big', content: randomBytes(200_000) }];
   const fixture = await storeBackup(store, { id: '20261120T100000Z', files, partSize: 64 * 1024, compression: 'none' });
   const warnings: string[] = [];
   const log: Logger = { ...silentLogger, warn: (m) => { warnings.push(m); } };
-  const flaky = instrumented(store, { failFirstBodyOf: fixture.partKeys[1] ?? '' });
-  await restoreBackup(request(flaky, dest, { log, ...(path === 'streamed' ? { bufferedPartLimit: 0 } : {}) }));
+  const key = fixture.partKeys[1] ?? '';
+  const flaky = instrumented(store, { failFirstBodyOf: key });
+  await restoreBackup(request(retryingStore(flaky, 5), dest, { log, ...(path === 'streamed' ? { bufferedPartLimit: 0 } : {}) }));
   assert.ok((await readFile(join(dest, 'big'))).equals(files[2]?.content ?? Buffer.alloc(0)));
-  assert.equal(warnings.length, 1);
-  assert.match(warnings[0] ?? '', /failed mid-way: socket hang up; fetching the part again \(attempt 2 of 3\)/);
+  assert.equal(flaky.gets.get(key), 2, 'the first get, then one ranged get for the rest');
+  assert.deepEqual(warnings, [], 'restore did not fetch the part again on its own');
+});
+
+for (const path of ['memory', 'streamed'] as const) test(`${path}: a part that never downloads costs the retry policy's attempts once, not once per restore attempt`, async () => {
+  const { store, dest } = await fresh();
+  const files = [...baseFiles(), { path: 'big', content: randomBytes(200_000) }];
+  const fixture = await storeBackup(store, { id: '20261120T100000Z', files, partSize: 64 * 1024, compression: 'none' });
+  const key = fixture.partKeys[1] ?? '';
+  const broken = instrumented(store, { failEveryBodyOf: key });
+  await assert.rejects(
+    restoreBackup(request(retryingStore(broken, 4), dest, { jobs: 1, ...(path === 'streamed' ? { bufferedPartLimit: 0 } : {}) })),
+    (err: unknown) => err instanceof CloudbarmanError && err.kind === 'unreachable' && /retry_timeout/.test(err.hint ?? ''),
+  );
+  assert.equal(broken.gets.get(key), 4, 'exactly the policy\'s maxAttempts gets of that part');
 });
