@@ -336,17 +336,21 @@ async function credentialFor(auth: AzureAuth, env: NodeJS.ProcessEnv): Promise<S
     case 'sas':
       // The token travels in the URL; the pipeline itself adds nothing.
       return new AnonymousCredential();
-    case 'entra': {
-      const identity = await import('@azure/identity');
-      if (auth.credential === 'azure-cli') return new identity.AzureCliCredential();
-      if (auth.credential === 'managed-identity') {
-        // A user-assigned identity is chosen by its client id, as DefaultAzureCredential does.
-        const clientId = envValue(env, 'AZURE_CLIENT_ID');
-        return clientId === undefined ? new identity.ManagedIdentityCredential() : new identity.ManagedIdentityCredential({ clientId });
-      }
-      return new identity.DefaultAzureCredential();
-    }
+    case 'entra':
+      return entraCredential(auth.credential, env);
   }
+}
+
+/** The Entra ID credential azure_credential names (also used for Key Vault, src/cli/context.ts). */
+export async function entraCredential(name: 'default' | 'azure-cli' | 'managed-identity', env: NodeJS.ProcessEnv): Promise<TokenCredential> {
+  const identity = await import('@azure/identity');
+  if (name === 'azure-cli') return new identity.AzureCliCredential();
+  if (name === 'managed-identity') {
+    // A user-assigned identity is chosen by its client id, as DefaultAzureCredential does.
+    const clientId = envValue(env, 'AZURE_CLIENT_ID');
+    return clientId === undefined ? new identity.ManagedIdentityCredential() : new identity.ManagedIdentityCredential({ clientId });
+  }
+  return new identity.DefaultAzureCredential();
 }
 
 /** A container client and what closing its store must release. */

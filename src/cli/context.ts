@@ -75,21 +75,44 @@ export async function openStore(cfg: ServerConfig, log: Logger): Promise<ObjectS
 }
 
 /**
- * encryption_kms_key_id: the AWS KMS unwrapper, its SDK loaded only when a key is first needed.
- * Region and credentials as for S3: aws_region, aws_profile, then the SDK's default chain.
+ * The key-management service that unwraps the master key (envelope encryption, docs/encryption.md),
+ * its SDK loaded only when a key is first needed: AWS KMS (encryption_kms_key_id; region and
+ * credentials as for S3), Azure Key Vault (encryption_azure_key_id; azure_credential) or Google
+ * Cloud KMS (encryption_gcp_kms_key_name; gcp_key_file). The config allows at most one.
  */
 function kmsUnwrapperFor(cfg: ServerConfig): (() => Promise<KeyUnwrapper>) | undefined {
-  const keyId = cfg.encryptionKmsKeyId;
-  if (keyId === undefined) return undefined;
-  return async () => {
-    const { createKmsUnwrapper } = await import('../../providers/aws/kms.ts');
-    return createKmsUnwrapper({
-      keyId,
-      ...(cfg.encryptionKmsEndpointUrl === undefined ? {} : { endpointUrl: cfg.encryptionKmsEndpointUrl }),
-      ...(cfg.awsRegion === undefined ? {} : { region: cfg.awsRegion }),
-      ...(cfg.awsProfile === undefined ? {} : { profile: cfg.awsProfile }),
-      connectTimeoutMs: cfg.connectTimeoutMs,
-      requestTimeoutMs: cfg.requestTimeoutMs,
-    });
-  };
+  const timeouts = { connectTimeoutMs: cfg.connectTimeoutMs, requestTimeoutMs: cfg.requestTimeoutMs };
+  if (cfg.encryptionKmsKeyId !== undefined) {
+    const keyId = cfg.encryptionKmsKeyId;
+    return async () => {
+      const { createKmsUnwrapper } = await import('../../providers/aws/kms.ts');
+      return createKmsUnwrapper({
+        keyId,
+        ...(cfg.encryptionKmsEndpointUrl === undefined ? {} : { endpointUrl: cfg.encryptionKmsEndpointUrl }),
+        ...(cfg.awsRegion === undefined ? {} : { region: cfg.awsRegion }),
+        ...(cfg.awsProfile === undefined ? {} : { profile: cfg.awsProfile }),
+        ...timeouts,
+      });
+    };
+  }
+  if (cfg.encryptionAzureKeyId !== undefined) {
+    const keyId = cfg.encryptionAzureKeyId;
+    return async () => {
+      const { createAzureKeyVaultUnwrapper } = await import('../../providers/azure/keyvault.ts');
+      return createAzureKeyVaultUnwrapper({ keyId, credentialName: cfg.azureCredential, ...timeouts });
+    };
+  }
+  if (cfg.encryptionGcpKmsKeyName !== undefined) {
+    const keyName = cfg.encryptionGcpKmsKeyName;
+    return async () => {
+      const { createGcpKmsUnwrapper } = await import('../../providers/gcp/kms.ts');
+      return createGcpKmsUnwrapper({
+        keyName,
+        ...(cfg.encryptionKmsEndpointUrl === undefined ? {} : { endpointUrl: cfg.encryptionKmsEndpointUrl }),
+        ...(cfg.gcpKeyFile === undefined ? {} : { keyFile: cfg.gcpKeyFile }),
+        ...timeouts,
+      });
+    };
+  }
+  return undefined;
 }

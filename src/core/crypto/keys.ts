@@ -200,7 +200,18 @@ async function loadWrappedKeys(config: EncryptionConfig, kmsKeyId: string, sourc
   if (sources.unwrapper === undefined) {
     throw new CloudbarmanError('bad-input', `${option} is set (${kmsKeyId}) but this build cannot reach a key-management service`);
   }
-  const unwrapper = await sources.unwrapper();
+  let unwrapper: KeyUnwrapper;
+  try {
+    unwrapper = await sources.unwrapper();
+  } catch (err) {
+    // A malformed endpoint or key id, or credentials that fail to load before any call.
+    const reason = unwrapFailureOf(err);
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new CloudbarmanError(reason === 'unreachable' ? 'unreachable' : 'bad-input', `cannot open the key-management service for ${option} ${kmsKeyId}: ${detail}`, {
+      hint: reason === undefined ? `check ${option} and the service's endpoint and credentials (docs/encryption.md)` : UNWRAP_HINTS[reason],
+      cause: err,
+    });
+  }
   const keys: MasterKey[] = [];
   try {
     for (const { blob, source } of wrapped) keys.push(await unwrapOne(unwrapper, blob, source));
