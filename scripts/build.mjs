@@ -22,8 +22,16 @@ await build({
   minifySyntax: true,
   legalComments: 'none',
   external: ['pg-native'],
-  // Bundled CommonJS dependencies call require(); give ESM output a real one.
-  banner: { js: "import { createRequire as __cbCreateRequire } from 'node:module'; const require = __cbCreateRequire(import.meta.url);" },
+  // Bundled CommonJS dependencies call require() and read __dirname/__filename at load time
+  // (google-gax does, for @google-cloud/compute and @google-cloud/kms); give ESM output real ones.
+  // They name the chunk's own file: only gRPC proto loading would read paths from them, and the
+  // Google clients here use the REST transport with their bundled JSON protos.
+  banner: {
+    js: "import { createRequire as __cbCreateRequire } from 'node:module'; import { fileURLToPath as __cbFileURLToPath } from 'node:url'; " +
+      "const require = __cbCreateRequire(import.meta.url); const __cbFilename = __cbFileURLToPath(import.meta.url); " +
+      "const __cbDirname = __cbFileURLToPath(new URL('.', import.meta.url));",
+  },
+  define: { __dirname: '__cbDirname', __filename: '__cbFilename' },
   logLevel: 'warning',
 });
 

@@ -7,6 +7,8 @@
  * `unwrapFailure` (src/core/crypto/key-unwrap.ts) and name the gRPC status only, never key
  * material or credentials.
  */
+import { readFile } from 'node:fs/promises';
+import { KeyManagementServiceClient } from '@google-cloud/kms';
 import type { KeyUnwrapFailure, KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
 import { crc32cUpdate } from '../../src/pg/base-backup.ts';
 import { BROKEN_CONNECTION_CODES, kindsOf, UNREACHABLE_CODES } from '../network-errors.ts';
@@ -108,6 +110,16 @@ export function kmsTransport(endpointUrl: string | undefined): { apiEndpoint?: s
   return { apiEndpoint: url.hostname, port: url.port === '' ? (protocol === 'http' ? 80 : 443) : Number(url.port), protocol };
 }
 
+/** The universe_domain a service-account key file names, if any (googleapis.com otherwise). */
+async function universeOf(keyFile: string): Promise<string | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(keyFile, 'utf8')) as { universe_domain?: unknown };
+    return typeof parsed.universe_domain === 'string' && parsed.universe_domain !== '' ? parsed.universe_domain : undefined;
+  } catch {
+    return undefined; // the client reports an unreadable key file itself
+  }
+}
+
 /** CRC32C as Cloud KMS writes it: an int64 in its JSON form (a decimal string). */
 function crc32c(data: Uint8Array): string {
   return String((crc32cUpdate(0xffffffff, data) ^ 0xffffffff) >>> 0);
@@ -116,11 +128,13 @@ function crc32c(data: Uint8Array): string {
 /** Opens a Cloud KMS client (REST transport) that decrypts with one CryptoKey. */
 export async function createGcpKmsUnwrapper(options: GcpKmsUnwrapOptions): Promise<KeyUnwrapper> {
   parseGcpKmsKeyName(options.keyName);
-  const { KeyManagementServiceClient } = await import('@google-cloud/kms');
+  const universeDomain = options.keyFile === undefined ? undefined : await universeOf(options.keyFile);
   const client = new KeyManagementServiceClient({
     ...kmsTransport(options.endpointUrl),
     fallback: true,
     ...(options.keyFile === undefined ? {} : { keyFilename: options.keyFile }),
+    // A key of another universe (a sovereign cloud) is used there: the client refuses a mismatch.
+    ...(universeDomain === undefined ? {} : { universeDomain }),
     ...options.overrides,
   });
   const attempts = Math.max(1, options.maxAttempts ?? MAX_ATTEMPTS);

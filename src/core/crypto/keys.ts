@@ -208,7 +208,7 @@ async function loadWrappedKeys(config: EncryptionConfig, kmsKeyId: string, sourc
     const reason = unwrapFailureOf(err);
     const detail = err instanceof Error ? err.message : String(err);
     throw new CloudbarmanError(reason === 'unreachable' ? 'unreachable' : 'bad-input', `cannot open the key-management service for ${option} ${kmsKeyId}: ${detail}`, {
-      hint: reason === undefined ? `check ${option} and the service's endpoint and credentials (docs/encryption.md)` : UNWRAP_HINTS[reason],
+      hint: reason === undefined || option !== 'encryption_kms_key_id' ? `check ${option} and the service's endpoint and credentials (docs/encryption.md)` : UNWRAP_HINTS[reason],
       cause: err,
     });
   }

@@ -31,6 +31,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { crc32cUpdate } from '../../../src/pg/base-backup.ts';
 import { listenOnLoopback } from '../loopback-server.ts';
+import { Authenticator } from '../gcs/auth.ts';
 
 const MAGIC = Buffer.from('TKMS1');
 const KEY_PATH = /^\/v1\/(projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/:]+):(encrypt|decrypt)$/;
@@ -50,8 +51,10 @@ interface CryptoKey {
 export interface GcpKmsServerHandle {
   /** http://127.0.0.1:PORT, for encryption_kms_endpoint_url. */
   endpoint: string;
-  /** The bearer token the server accepts. */
+  /** The bearer token the server accepts (besides self-signed JWTs of trusted service-account keys). */
   token: string;
+  /** Trusts a service-account key (test/servers/gcs/service-account.ts): its self-signed JWTs are accepted. */
+  trustServiceAccountKey(email: string, keyId: string, publicKeyPem: string): void;
   /** Creates a key (one ENABLED version, primary) and returns its name. */
   addKey(name: string): string;
   /** Adds a version to the key and makes it primary. */
@@ -121,6 +124,7 @@ export async function startGcpKmsServer(): Promise<GcpKmsServerHandle> {
   let failures = 0;
   let badCrc = false;
   const calls = { encrypt: 0, decrypt: 0, refused: 0 };
+  const authenticator = new Authenticator(token);
 
   const keyOf = (name: string): CryptoKey => {
     const key = keys.get(name);
@@ -158,7 +162,9 @@ export async function startGcpKmsServer(): Promise<GcpKmsServerHandle> {
   };
 
   const handle = (req: IncomingMessage, raw: Buffer): { status: number; body: unknown } => {
-    if (req.headers.authorization !== `Bearer ${token}`) {
+    try {
+      authenticator.check(req.headers.authorization);
+    } catch {
       throw new ApiError(401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials. Expected OAuth 2 access token.');
     }
     if (denied) throw new ApiError(403, 'PERMISSION_DENIED', "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied on resource (or it may not exist).");
@@ -242,6 +248,7 @@ export async function startGcpKmsServer(): Promise<GcpKmsServerHandle> {
     endpoint: `http://127.0.0.1:${listener.port}`,
     token,
     calls,
+    trustServiceAccountKey: (email, keyId, pem) => authenticator.trust(email, keyId, pem),
     addKey(name) {
       if (!/^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/.test(name)) throw new Error(`not a key name: ${name}`);
       keys.set(name, { versions: [{ id: 1, secret: randomBytes(32), state: 'ENABLED' }], primary: 1 });
