@@ -2,10 +2,11 @@
  * Client-side encryption of stored objects: AES-256-GCM over bounded chunks (docs/encryption.md
  * describes the format byte by byte).
  *
- *   header  = magic "CBENC\0" | version 1 | wrap scheme 1 | key id (16) | chunk size (u32 BE)
+ *   header  = magic "CBENC\0" | version 2 (1: no name) | wrap scheme 1 | key id (16) | chunk size (u32 BE)
  *             | nonce prefix (4) | wrapped key length (u16 BE) | wrapped data key
  *   chunk i = AES-256-GCM(data key, nonce = prefix | i (u64 BE),
- *                         aad = SHA-256(header) | i (u64 BE) | final (u8)) ciphertext | tag (16)
+ *                         aad = SHA-256(header | len(name) u32 | name) | i (u64 BE) | final (u8))
+ *           ciphertext | tag (16); version 1 objects hash the header alone
  *
  * Every object has its own random 32-byte data key, wrapped (scheme 1) by AES-256-GCM under a key
  * encryption key derived from the master key with HKDF, with the header's fixed fields as additional
@@ -22,7 +23,9 @@ import { Transform, type TransformCallback } from 'node:stream';
 export const ENCRYPTION_ALGORITHM = 'aes-256-gcm' as const;
 /** "CBENC\0": the first six bytes of every encrypted object. */
 export const MAGIC = Buffer.from('CBENC\0', 'latin1');
-export const FORMAT_VERSION = 1;
+/** Version 1: the object's name is not authenticated. Version 2 binds it (see objectHash). */
+export const FORMAT_VERSION_UNNAMED = 1;
+export const FORMAT_VERSION = 2;
 /** Key wrapping schemes: 1 = AES-256-GCM under a key derived from the master key. KMS schemes may follow. */
 export const WRAP_MASTER_GCM = 1;
 /** Plaintext bytes per chunk written by this version. */
@@ -99,6 +102,11 @@ export function newObjectSecrets(): ObjectSecrets {
 
 export interface EncryptOptions {
   chunkSize?: number;
+  /**
+   * The name the object is stored under: bound into every chunk (format version 2), so that an
+   * object moved to another name no longer opens. Without it, version 1 is written.
+   */
+  name?: string;
   secrets?: ObjectSecrets;
   /** encryptBuffer: write here (when large enough) instead of into new memory; the result is a view of it. */
   into?: Uint8Array;
@@ -129,12 +137,27 @@ interface ObjectState {
   keyId: string;
 }
 
+/**
+ * What every chunk's additional data starts with: SHA-256 of the header (version 1), or of the
+ * header followed by the object name's length (u32) and its UTF-8 bytes (version 2). The version
+ * byte is in the wrap's additional data, so a version-2 object cannot be passed off as version 1.
+ */
+function objectHash(header: Buffer, version: number, name: string | undefined): Buffer {
+  if (version === FORMAT_VERSION_UNNAMED) return sha256(header);
+  if (name === undefined) throw new DecryptError('malformed', 'it binds its object name (format 2), and no name was given to check it against');
+  const nameBytes = Buffer.from(name, 'utf8');
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(nameBytes.length);
+  return createHash('sha256').update(header).update(length).update(nameBytes).digest();
+}
+
 /** Builds the header of a new object (scheme 1) and the state its chunks are sealed with. */
-function sealHeader(key: MasterKey, chunkSize: number, secrets: ObjectSecrets): ObjectState {
+function sealHeader(key: MasterKey, chunkSize: number, secrets: ObjectSecrets, name: string | undefined): ObjectState {
   if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new Error(`chunk size ${chunkSize} is out of range`);
+  const version = name === undefined ? FORMAT_VERSION_UNNAMED : FORMAT_VERSION;
   const fixed = Buffer.alloc(FIXED_HEADER_BYTES);
   let at = MAGIC.copy(fixed, 0);
-  at = fixed.writeUInt8(FORMAT_VERSION, at);
+  at = fixed.writeUInt8(version, at);
   at = fixed.writeUInt8(WRAP_MASTER_GCM, at);
   at += Buffer.from(key.id, 'hex').copy(fixed, at);
   at = fixed.writeUInt32BE(chunkSize, at);
@@ -144,7 +167,7 @@ function sealHeader(key: MasterKey, chunkSize: number, secrets: ObjectSecrets): 
   wrap.setAAD(fixed);
   const wrapped = Buffer.concat([secrets.wrapNonce, wrap.update(secrets.dataKey), wrap.final(), wrap.getAuthTag()]);
   const header = Buffer.concat([fixed, wrapped]);
-  return { header, headerHash: sha256(header), dataKey: secrets.dataKey, noncePrefix: secrets.noncePrefix, chunkSize, keyId: key.id };
+  return { header, headerHash: objectHash(header, version, name), dataKey: secrets.dataKey, noncePrefix: secrets.noncePrefix, chunkSize, keyId: key.id };
 }
 
 /** The key id an object's header names, without any key; undefined when the bytes are not a header. */
@@ -162,7 +185,7 @@ function headerLength(data: Buffer): number | undefined {
   if (!magicPart.equals(MAGIC.subarray(0, magicPart.length))) throw new DecryptError('malformed', 'it does not start with the encryption header (CBENC)');
   if (data.length < FIXED_HEADER_BYTES) return undefined;
   const version = data.readUInt8(MAGIC.length);
-  if (version !== FORMAT_VERSION) throw new DecryptError('unsupported', `it has encryption format version ${version}, which this version does not know`);
+  if (version !== FORMAT_VERSION && version !== FORMAT_VERSION_UNNAMED) throw new DecryptError('unsupported', `it has encryption format version ${version}, which this version does not know`);
   const scheme = data.readUInt8(MAGIC.length + 1);
   if (scheme !== WRAP_MASTER_GCM) throw new DecryptError('unsupported', `its data key is wrapped with scheme ${scheme}, which this version does not know`, { keyId: headerKeyId(data) ?? '' });
   const wrappedLength = data.readUInt16BE(FIXED_HEADER_BYTES - 2);
@@ -170,8 +193,8 @@ function headerLength(data: Buffer): number | undefined {
   return FIXED_HEADER_BYTES + wrappedLength;
 }
 
-/** Opens a complete header with the keyring. */
-function openHeader(header: Buffer, keyring: Keyring): ObjectState {
+/** Opens a complete header with the keyring; name is what the object is stored under (for version 2). */
+function openHeader(header: Buffer, keyring: Keyring, name: string | undefined): ObjectState {
   const keyId = headerKeyId(header) ?? '';
   const chunkSize = header.readUInt32BE(MAGIC.length + 2 + KEY_ID_BYTES);
   if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new DecryptError('malformed', `its chunk size ${chunkSize} is out of range`, { keyId });
@@ -189,7 +212,7 @@ function openHeader(header: Buffer, keyring: Keyring): ObjectState {
   } catch {
     throw new DecryptError('unwrap', `its header does not authenticate under key ${keyId} (the header is damaged)`, { keyId });
   }
-  return { header, headerHash: sha256(header), dataKey, noncePrefix, chunkSize, keyId };
+  return { header, headerHash: objectHash(header, header.readUInt8(MAGIC.length), name), dataKey, noncePrefix, chunkSize, keyId };
 }
 
 function nonceFor(state: ObjectState, index: number): Buffer {
@@ -231,7 +254,7 @@ function openChunk(state: ObjectState, index: number, final: boolean, sealed: Bu
 /** Encrypts a whole buffer (objects held in memory: parts, WAL segments, manifests). */
 export function encryptBuffer(plain: Uint8Array, key: MasterKey, options: EncryptOptions = {}): Buffer {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  const state = sealHeader(key, chunkSize, options.secrets ?? newObjectSecrets());
+  const state = sealHeader(key, chunkSize, options.secrets ?? newObjectSecrets(), options.name);
   const size = encryptedSize(plain.length, chunkSize, state.header.length);
   const into = options.into;
   const out = into !== undefined && into.length >= size ? Buffer.from(into.buffer, into.byteOffset, size) : Buffer.allocUnsafe(size);
@@ -245,12 +268,12 @@ export function encryptBuffer(plain: Uint8Array, key: MasterKey, options: Encryp
   return out;
 }
 
-/** Decrypts and authenticates a whole buffer. Throws DecryptError. */
-export function decryptBuffer(stored: Uint8Array, keyring: Keyring): Buffer {
+/** Decrypts and authenticates a whole buffer stored under name (needed for format 2). Throws DecryptError. */
+export function decryptBuffer(stored: Uint8Array, keyring: Keyring, name?: string): Buffer {
   const data = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
   const length = headerLength(data);
   if (length === undefined || data.length < length) throw new DecryptError('truncated', 'it ends inside its encryption header');
-  const state = openHeader(data.subarray(0, length), keyring);
+  const state = openHeader(data.subarray(0, length), keyring, name);
   const sealedSize = state.chunkSize + TAG_BYTES;
   const pieces: Buffer[] = [];
   let at = length;
@@ -279,7 +302,7 @@ export class EncryptStream extends Transform {
   constructor(key: MasterKey, options: EncryptOptions = {}) {
     super();
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.#state = sealHeader(key, chunkSize, options.secrets ?? newObjectSecrets());
+    this.#state = sealHeader(key, chunkSize, options.secrets ?? newObjectSecrets(), options.name);
     this.#pending = Buffer.allocUnsafe(chunkSize);
   }
 
@@ -326,12 +349,15 @@ export class DecryptStream extends Transform {
   #bufferedBytes = 0;
   #index = 0;
   /** Checked against the header once it is read (what the object's metadata promised). */
-  readonly #expect: { keyId?: string; chunkSize?: number } | undefined;
+  readonly #expect: { keyId?: string; chunkSize?: number; name?: string } | undefined;
 
   readonly #mapError: (err: DecryptError) => Error;
 
-  /** expect: what the object's metadata says; mapError turns a DecryptError into the error the stream fails with. */
-  constructor(keyring: Keyring, expect?: { keyId?: string; chunkSize?: number }, mapError: (err: DecryptError) => Error = (err) => err) {
+  /**
+   * expect: what the object's metadata says, and the name it is stored under (checked by format 2);
+   * mapError turns a DecryptError into the error the stream fails with.
+   */
+  constructor(keyring: Keyring, expect?: { keyId?: string; chunkSize?: number; name?: string }, mapError: (err: DecryptError) => Error = (err) => err) {
     super();
     this.#keyring = keyring;
     this.#expect = expect;
@@ -371,7 +397,7 @@ export class DecryptStream extends Transform {
         if (ended) throw new DecryptError('truncated', 'it ends inside its encryption header');
         return;
       }
-      this.#state = openHeader(Buffer.from(head.subarray(0, length)), this.#keyring);
+      this.#state = openHeader(Buffer.from(head.subarray(0, length)), this.#keyring, this.#expect?.name);
       this.#checkExpected(this.#state);
       this.#take(length, true);
     }

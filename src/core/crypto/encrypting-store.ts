@@ -140,7 +140,7 @@ class EncryptingStore implements ObjectStore {
       const pooled = size >= POOLED_MIN;
       const at = pooled ? this.#pool.findIndex((b) => b.length >= size) : -1;
       const spare = at >= 0 ? this.#pool.splice(at, 1)[0] : undefined;
-      const sealed = encryptBuffer(body, writeKey, spare === undefined ? {} : { into: spare });
+      const sealed = encryptBuffer(body, writeKey, spare === undefined ? { name: key } : { into: spare, name: key });
       await this.#inner.put(key, sealed, { ...rest, metadata, contentLength: sealed.length });
       // Only after a put that succeeded: a failed (aborted) one might still have a request reading the bytes.
       if (pooled) {
@@ -152,7 +152,7 @@ class EncryptingStore implements ObjectStore {
     // A stream is encrypted afresh (new data key) on every call: a source that gave different bytes
     // on a retry must never be sealed twice under the same key and nonces.
     const sealedBody = (): Readable => {
-      const encrypt = new EncryptStream(writeKey);
+      const encrypt = new EncryptStream(writeKey, { name: key });
       pipeline(body(), encrypt, () => undefined);
       return encrypt;
     };
@@ -184,7 +184,7 @@ class EncryptingStore implements ObjectStore {
       got.body.destroy();
       throw err;
     }
-    const decrypt = new DecryptStream(keyring, { keyId: enc.keyId, chunkSize: enc.chunkSize }, (e) => this.#failure(key, e));
+    const decrypt = new DecryptStream(keyring, { keyId: enc.keyId, chunkSize: enc.chunkSize, name: key }, (e) => this.#failure(key, e));
     pipeline(got.body, decrypt, () => undefined);
     return { info: this.#plainInfo(got.info), body: decrypt };
   }

@@ -169,9 +169,9 @@ describe('encryption format', () => {
   it('rejects what is not an encrypted object, unknown versions and schemes, and bad chunk sizes', () => {
     throwsWith(() => decryptBuffer(Buffer.from('plain text that is long enough to be a header, surely, yes indeed it is so long'), ring), 'malformed');
     const stored = encryptBuffer(Buffer.from('x'), master);
-    const v2 = Buffer.from(stored);
-    v2[6] = 2;
-    throwsWith(() => decryptBuffer(v2, ring), 'unsupported');
+    const v3 = Buffer.from(stored);
+    v3[6] = 3;
+    throwsWith(() => decryptBuffer(v3, ring), 'unsupported');
     const scheme = Buffer.from(stored);
     scheme[7] = 9;
     throwsWith(() => decryptBuffer(scheme, ring), 'unsupported');
@@ -179,6 +179,28 @@ describe('encryption format', () => {
     huge.writeUInt32BE(MAX_CHUNK_SIZE + 1, 24);
     throwsWith(() => decryptBuffer(huge, ring), 'malformed');
     assert.throws(() => encryptBuffer(Buffer.alloc(1), master, { chunkSize: 0 }));
+  });
+
+  it('format 2 binds the object name: it opens only under the name it was sealed for; format 1 still opens', async () => {
+    const name = 'pg1/wals/0000000100000000/000000010000000000000007.zst';
+    const plain = randomBytes(3000);
+    const named = encryptBuffer(plain, master, { name, chunkSize: 1024 });
+    assert.equal(named[6], 2, 'written as format 2');
+    assert.ok(decryptBuffer(named, ring, name).equals(plain));
+    throwsWith(() => decryptBuffer(named, ring, 'pg1/wals/0000000100000000/000000010000000000000008.zst'), 'chunk');
+    throwsWith(() => decryptBuffer(named, ring), 'malformed');
+    // Streams: the same through DecryptStream, for both writers.
+    const streamed = await through(new EncryptStream(master, { name, chunkSize: 1024 }), plain, 100);
+    assert.ok((await through(new DecryptStream(ring, { name }), streamed, 77)).equals(plain));
+    await rejectsWith(through(new DecryptStream(ring, { name: `${name}.partial` }), streamed, 77), 'chunk');
+    // Rewriting the version byte to 1 (to skip the name) breaks the wrapped key's authentication.
+    const downgraded = Buffer.from(named);
+    downgraded[6] = 1;
+    throwsWith(() => decryptBuffer(downgraded, ring, 'anything'), 'unwrap');
+    // Objects written before names were bound (format 1) open under any name.
+    const old = encryptBuffer(plain, master, { chunkSize: 1024 });
+    assert.equal(old[6], 1);
+    assert.ok(decryptBuffer(old, ring, name).equals(plain));
   });
 
   it('checks the header against what the metadata promised', async () => {

@@ -119,6 +119,22 @@ describe('encrypting store', () => {
     await assert.rejects(strict.get(label), isExit('integrity', label, 'not encrypted'));
   });
 
+  it('an encrypted object moved to another name fails with exit 4 naming it (the name is authenticated)', async () => {
+    const store = withClientEncryption(raw, keysFrom(true, { CLOUDBARMAN_ENCRYPTION_KEY: KEY_A.toString('hex') }));
+    const a = 'pg1/wals/0000000100000000/000000010000000000000021';
+    const b = 'pg1/wals/0000000100000000/000000010000000000000022';
+    await store.put(a, Buffer.from('segment twenty-one'));
+    await store.put(b, Buffer.from('segment twenty-two'));
+    const gotA = await raw.get(a);
+    const gotB = await raw.get(b);
+    const [bytesA, bytesB] = [await buffer(gotA.body), await buffer(gotB.body)];
+    // Swap whole objects, metadata included: each is authentic, under the other's name.
+    await raw.put(a, bytesB, gotB.info.metadata === undefined ? {} : { metadata: gotB.info.metadata });
+    await raw.put(b, bytesA, gotA.info.metadata === undefined ? {} : { metadata: gotA.info.metadata });
+    await assert.rejects(buffer((await store.get(a)).body), isExit('integrity', a, 'corrupt'));
+    await assert.rejects(buffer((await store.get(b)).body), isExit('integrity', b, 'corrupt'));
+  });
+
   it('fails a wrong or missing key with exit 3 naming the expected key id, before reading', async () => {
     const key = 'pg1/base/20260101T000000Z/manifest.json';
     await withClientEncryption(raw, keysFrom(true, { CLOUDBARMAN_ENCRYPTION_KEY: KEY_A.toString('hex') })).put(key, Buffer.from('{}'));
