@@ -8,7 +8,7 @@
 import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import type { KMSClientConfig } from '@aws-sdk/client-kms';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { KeyUnwrapFailure, KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
+import { KeyUnwrapError, type KeyUnwrapFailure, type KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
 import { BROKEN_CONNECTION_CODES, kindsOf, UNREACHABLE_CODES } from '../network-errors.ts';
 
 /** Region when neither the options, the key ARN nor the environment name one (as for S3). */
@@ -77,30 +77,21 @@ const FAILURE_BY_NAME: Readonly<Record<string, KeyUnwrapFailure>> = {
   ...kindsOf(BROKEN_CONNECTION_CODES, 'unreachable'),
 };
 
-/** An unwrap failure in the contract's shape. */
-export class KmsUnwrapError extends Error {
-  override readonly name = 'KmsUnwrapError';
-  readonly unwrapFailure: KeyUnwrapFailure;
-  constructor(unwrapFailure: KeyUnwrapFailure, message: string) {
-    super(message);
-    this.unwrapFailure = unwrapFailure;
-  }
-}
 
 /** Classifies what the SDK threw; the message is the error's name (or status), not the service's text. */
-export function classifyKmsError(err: unknown): KmsUnwrapError {
+export function classifyKmsError(err: unknown): KeyUnwrapError {
   const e = (err ?? {}) as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: unknown }; cause?: unknown };
   const causeCode = (e.cause as { code?: unknown } | undefined)?.code;
   for (const candidate of [e.name, e.code, causeCode]) {
     if (typeof candidate === 'string' && FAILURE_BY_NAME[candidate] !== undefined) {
-      return new KmsUnwrapError(FAILURE_BY_NAME[candidate], candidate);
+      return new KeyUnwrapError(FAILURE_BY_NAME[candidate], candidate);
     }
   }
   const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
   const name = typeof e.name === 'string' ? e.name : 'error';
-  if (status !== undefined && status >= 500) return new KmsUnwrapError('unreachable', `${name}, HTTP ${status}`);
-  if (status === 403) return new KmsUnwrapError('access-denied', `${name}, HTTP ${status}`);
-  return new KmsUnwrapError('failed', status === undefined ? name : `${name}, HTTP ${status}`);
+  if (status !== undefined && status >= 500) return new KeyUnwrapError('unreachable', `${name}, HTTP ${status}`);
+  if (status === 403) return new KeyUnwrapError('access-denied', `${name}, HTTP ${status}`);
+  return new KeyUnwrapError('failed', status === undefined ? name : `${name}, HTTP ${status}`);
 }
 
 /** Opens a KMS client that unwraps blobs with one key. */
@@ -127,7 +118,7 @@ export function createKmsUnwrapper(options: KmsUnwrapOptions): KeyUnwrapper {
       } catch (err) {
         throw classifyKmsError(err);
       }
-      if (plaintext === undefined) throw new KmsUnwrapError('failed', 'Decrypt answered without a Plaintext');
+      if (plaintext === undefined) throw new KeyUnwrapError('failed', 'Decrypt answered without a Plaintext');
       const copy = Buffer.from(plaintext);
       plaintext.fill(0);
       return copy;

@@ -7,7 +7,7 @@
  */
 import { Agent as HttpsAgent } from 'node:https';
 import type { TokenCredential } from '@azure/identity';
-import type { KeyUnwrapFailure, KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
+import { KeyUnwrapError, type KeyUnwrapFailure, type KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
 import { BROKEN_CONNECTION_CODES, kindsOf, UNREACHABLE_CODES } from '../network-errors.ts';
 
 /** One unwrap per process: a few attempts cover a passing hiccup. */
@@ -29,15 +29,6 @@ export interface AzureKeyVaultUnwrapOptions {
   maxAttempts?: number;
 }
 
-/** An unwrap failure in the contract's shape. */
-export class KeyVaultUnwrapError extends Error {
-  override readonly name = 'KeyVaultUnwrapError';
-  readonly unwrapFailure: KeyUnwrapFailure;
-  constructor(unwrapFailure: KeyUnwrapFailure, message: string) {
-    super(message);
-    this.unwrapFailure = unwrapFailure;
-  }
-}
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
@@ -85,8 +76,8 @@ const FAILURE_BY_CODE: Readonly<Record<string, KeyUnwrapFailure>> = {
 };
 
 /** Classifies what the SDK threw; the message is the service's error code (or status), not its text. */
-export function classifyKeyVaultError(err: unknown): KeyVaultUnwrapError {
-  if (err instanceof KeyVaultUnwrapError) return err;
+export function classifyKeyVaultError(err: unknown): KeyUnwrapError {
+  if (err instanceof KeyUnwrapError) return err;
   const e = (err ?? {}) as { name?: unknown; code?: unknown; statusCode?: unknown; message?: unknown; details?: unknown; cause?: unknown };
   // The generated client deserializes the body as KeyVaultError (innerError); a raw body says innererror.
   const details = e.details as { error?: { code?: unknown; message?: unknown; innererror?: { code?: unknown }; innerError?: { code?: unknown } } } | undefined;
@@ -94,16 +85,16 @@ export function classifyKeyVaultError(err: unknown): KeyVaultUnwrapError {
   const innerCode = details?.error?.innerError?.code ?? details?.error?.innererror?.code;
   const serviceText = typeof details?.error?.message === 'string' ? details.error.message : '';
   // A disabled key answers 403 Forbidden; only the text (or the inner code) tells it from a denial.
-  if (innerCode === 'KeyDisabled' || (serviceCode === 'Forbidden' && /disabled/i.test(serviceText))) return new KeyVaultUnwrapError('disabled', 'Forbidden: the key is disabled');
+  if (innerCode === 'KeyDisabled' || (serviceCode === 'Forbidden' && /disabled/i.test(serviceText))) return new KeyUnwrapError('disabled', 'Forbidden: the key is disabled');
   const causeCode = (e.cause as { code?: unknown } | undefined)?.code;
   for (const candidate of [innerCode, serviceCode, e.code, e.name, causeCode]) {
-    if (typeof candidate === 'string' && FAILURE_BY_CODE[candidate] !== undefined) return new KeyVaultUnwrapError(FAILURE_BY_CODE[candidate], candidate);
+    if (typeof candidate === 'string' && FAILURE_BY_CODE[candidate] !== undefined) return new KeyUnwrapError(FAILURE_BY_CODE[candidate], candidate);
   }
   const status = typeof e.statusCode === 'number' ? e.statusCode : undefined;
-  if (status === 429 || (status !== undefined && status >= 500)) return new KeyVaultUnwrapError('unreachable', `HTTP ${status}`);
-  if (status === 401 || status === 403) return new KeyVaultUnwrapError('access-denied', `HTTP ${status}`);
-  if (status === 404) return new KeyVaultUnwrapError('not-found', 'HTTP 404');
-  return new KeyVaultUnwrapError('failed', status === undefined ? (typeof e.name === 'string' ? e.name : 'error') : `HTTP ${status}`);
+  if (status === 429 || (status !== undefined && status >= 500)) return new KeyUnwrapError('unreachable', `HTTP ${status}`);
+  if (status === 401 || status === 403) return new KeyUnwrapError('access-denied', `HTTP ${status}`);
+  if (status === 404) return new KeyUnwrapError('not-found', 'HTTP 404');
+  return new KeyUnwrapError('failed', status === undefined ? (typeof e.name === 'string' ? e.name : 'error') : `HTTP ${status}`);
 }
 
 /** Opens a Key Vault client that unwraps blobs with one key. */

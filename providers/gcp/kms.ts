@@ -9,7 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { KeyManagementServiceClient } from '@google-cloud/kms';
-import type { KeyUnwrapFailure, KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
+import { KeyUnwrapError, type KeyUnwrapFailure, type KeyUnwrapper } from '../../src/core/crypto/key-unwrap.ts';
 import { crc32cUpdate } from '../../src/pg/base-backup.ts';
 import { BROKEN_CONNECTION_CODES, kindsOf, UNREACHABLE_CODES } from '../network-errors.ts';
 
@@ -33,15 +33,6 @@ export interface GcpKmsUnwrapOptions {
   overrides?: Record<string, unknown>;
 }
 
-/** An unwrap failure in the contract's shape. */
-export class GcpKmsUnwrapError extends Error {
-  override readonly name = 'GcpKmsUnwrapError';
-  readonly unwrapFailure: KeyUnwrapFailure;
-  constructor(unwrapFailure: KeyUnwrapFailure, message: string) {
-    super(message);
-    this.unwrapFailure = unwrapFailure;
-  }
-}
 
 /** The parts of a CryptoKey name; a clear error for anything else. */
 export function parseGcpKmsKeyName(value: string): { project: string; location: string; keyRing: string; cryptoKey: string } {
@@ -71,23 +62,23 @@ const FAILURE_BY_CODE: Readonly<Record<string, KeyUnwrapFailure>> = {
 };
 
 /** Classifies what the client threw; the message is the status name (or error code), not the service's text. */
-export function classifyGcpKmsError(err: unknown): GcpKmsUnwrapError {
-  if (err instanceof GcpKmsUnwrapError) return err;
+export function classifyGcpKmsError(err: unknown): KeyUnwrapError {
+  if (err instanceof KeyUnwrapError) return err;
   const e = (err ?? {}) as { code?: unknown; message?: unknown; cause?: unknown };
   if (typeof e.code === 'number' && FAILURE_BY_STATUS[e.code] !== undefined) {
     const [name, failure] = FAILURE_BY_STATUS[e.code] ?? ['', 'failed'];
-    return new GcpKmsUnwrapError(failure, name);
+    return new KeyUnwrapError(failure, name);
   }
   const causeCode = (e.cause as { code?: unknown } | undefined)?.code;
   for (const candidate of [e.code, causeCode]) {
-    if (typeof candidate === 'string' && FAILURE_BY_CODE[candidate] !== undefined) return new GcpKmsUnwrapError(FAILURE_BY_CODE[candidate], candidate);
+    if (typeof candidate === 'string' && FAILURE_BY_CODE[candidate] !== undefined) return new KeyUnwrapError(FAILURE_BY_CODE[candidate], candidate);
   }
   // google-auth-library: no credentials found, or a key file it cannot use.
   const message = typeof e.message === 'string' ? e.message : '';
   if (/Could not load the default credentials|invalid_grant|Could not refresh access token|Unable to detect a Project Id/i.test(message)) {
-    return new GcpKmsUnwrapError('access-denied', 'no usable Google credentials');
+    return new KeyUnwrapError('access-denied', 'no usable Google credentials');
   }
-  return new GcpKmsUnwrapError('failed', typeof e.code === 'number' ? `status ${e.code}` : 'error');
+  return new KeyUnwrapError('failed', typeof e.code === 'number' ? `status ${e.code}` : 'error');
 }
 
 /** Client options for encryption_kms_endpoint_url: https://host[:port], or http on a loopback address. */
@@ -174,12 +165,12 @@ export async function createGcpKmsUnwrapper(options: GcpKmsUnwrapOptions): Promi
           await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
         }
       }
-      if (plaintext === undefined || plaintext.length === 0) throw new GcpKmsUnwrapError('failed', 'decrypt answered without a plaintext');
+      if (plaintext === undefined || plaintext.length === 0) throw new KeyUnwrapError('failed', 'decrypt answered without a plaintext');
       const copy = Buffer.from(plaintext);
       plaintext.fill(0);
       if (plaintextCrc === undefined || plaintextCrc === null || String(plaintextCrc) !== crc32c(copy)) {
         copy.fill(0);
-        throw new GcpKmsUnwrapError('unreachable', 'the plaintext arrived damaged (its CRC32C does not match)');
+        throw new KeyUnwrapError('unreachable', 'the plaintext arrived damaged (its CRC32C does not match)');
       }
       return copy;
     },

@@ -39,6 +39,16 @@ export interface KeyUnwrapper {
   close(): void;
 }
 
+/** An unwrap failure in the contract's shape; each service's implementation throws these. */
+export class KeyUnwrapError extends Error {
+  override readonly name = 'KeyUnwrapError';
+  readonly unwrapFailure: KeyUnwrapFailure;
+  constructor(unwrapFailure: KeyUnwrapFailure, message: string) {
+    super(message);
+    this.unwrapFailure = unwrapFailure;
+  }
+}
+
 /** The failure an unwrapper rejected with, if it is one of the contract's. */
 export function unwrapFailureOf(err: unknown): KeyUnwrapFailure | undefined {
   const reason = (err as { unwrapFailure?: unknown } | null | undefined)?.unwrapFailure;
