@@ -16,6 +16,7 @@ import { compressBuffer, compressStream, type Compression } from '../../io/compr
 import { parseWalFileName } from '../../pg/wal-names.ts';
 import { CloudbarmanError, badInput } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { RangeHasher } from '../../io/part-workers.ts';
 import { storeFailure } from '../store/store-failure.ts';
 import { PARTIAL_SOURCE, PARTIAL_SOURCE_META, WAL_FORMAT_VERSION, WAL_META, isWalVariant, walBaseKey, walKey } from './wal-keys.ts';
 import { readWalObject } from './wal-read.ts';
@@ -33,6 +34,11 @@ export interface WalUploadRequest {
   log: Logger;
   /** Also report the CRC-32 of the archived bytes (for a spool record). */
   crc32?: boolean;
+  /**
+   * A batch's hashing threads (src/io/part-workers.ts): the segment is read into shared memory and
+   * hashed there, so that the hashes of a batch's segments in flight do not queue on this thread.
+   */
+  hashPool?: { digest: RangeHasher; sharedBuffer: (size: number) => Buffer };
 }
 
 export interface WalUploadResult {
@@ -63,14 +69,18 @@ export async function uploadWal(req: WalUploadRequest): Promise<WalUploadResult>
   const key = walKey(req.server, wal, req.compression);
   const where = `${req.store.url} ${key}`;
 
-  const content = info.size <= IN_MEMORY_LIMIT ? await readWhole(req.walPath, info.size) : undefined;
+  const content = info.size <= IN_MEMORY_LIMIT ? await readWhole(req.walPath, info.size, req.hashPool?.sharedBuffer) : undefined;
   // Overlap the three slow steps: compression runs on the thread pool and the listing on the
   // network while this thread hashes. A compressed body that turns out unneeded is dropped.
   const compressed = content ? compressBuffer(content, req.compression) : undefined;
   compressed?.catch(() => undefined);
   const existingLookup = findExisting(req.store, baseKey);
   existingLookup.catch(() => undefined);
-  const sha256 = content ? createHash('sha256').update(content).digest('hex') : await hashFile(req.walPath);
+  const sha256 = content === undefined
+    ? await hashFile(req.walPath)
+    : req.hashPool === undefined
+      ? createHash('sha256').update(content).digest('hex')
+      : (await req.hashPool.digest(content, [{ offset: 0, length: content.length }]))[0] ?? '';
   const crc32 = req.crc32 !== true ? undefined : content ? crc32Hex(content) : (await crc32OfFile(req.walPath)).crc32;
   const checksums = { sha256, ...(crc32 === undefined ? {} : { crc32 }) };
 
@@ -154,10 +164,10 @@ export async function findExisting(store: ObjectStore, baseKey: string): Promise
   return undefined;
 }
 
-async function readWhole(path: string, size: number): Promise<Buffer> {
+async function readWhole(path: string, size: number, allocate: (size: number) => Buffer = Buffer.allocUnsafe): Promise<Buffer> {
   const handle = await open(path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(size);
+    const buf = allocate(size);
     let off = 0;
     while (off < size) {
       const { bytesRead } = await handle.read(buf, off, size - off, off);
