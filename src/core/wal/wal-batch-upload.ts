@@ -18,7 +18,7 @@ import { CloudbarmanError } from '../errors.ts';
 import { forEachBounded } from '../restore/bounded-pool.ts';
 import type { Logger } from '../log.ts';
 import {
-  checkRecordLocally, confirmRecordInStore, listRecords, pruneRecords, readPostmasterBoot, removeRecord, writeRecord,
+  checkRecordLocally, confirmRecordInStore, fileFingerprint, listRecords, pruneRecords, readPostmasterBoot, removeRecord, writeRecord,
   type ArchiveRecord,
 } from './archive-records.ts';
 import { archiveSpoolDir, ensureSpoolDir, errnoCode, spoolRoot, unlessMissing } from './spool-files.ts';
@@ -95,8 +95,14 @@ export async function archiveWal(req: WalArchiveRequest): Promise<WalArchiveResu
   let outcomes;
   try {
     outcomes = await runLimited([name, ...batch], req.parallel, async (file) => {
-      const result = await uploadWal({ ...(await uploadRequest(req, join(walDir, file))), crc32: file !== name, ...(pool === undefined ? {} : { hashPool: pool }) });
-      if (file !== name) await writeRecord(spool, recordOf(req, result, boot));
+      const path = join(walDir, file);
+      // Taken before the read and again after the upload: recorded only when the two agree.
+      const before = file === name ? undefined : await fileFingerprint(path, req.now().getTime()).catch(() => undefined);
+      const result = await uploadWal({ ...(await uploadRequest(req, path)), crc32: file !== name, ...(pool === undefined ? {} : { hashPool: pool }) });
+      if (file !== name) {
+        const after = before === undefined ? undefined : await fileFingerprint(path, req.now().getTime()).catch(() => undefined);
+        await writeRecord(spool, recordOf(req, result, boot, before !== undefined && before === after ? before : undefined));
+      }
       return result;
     });
   } finally {
@@ -176,7 +182,7 @@ async function confirmFromRecord(req: WalArchiveRequest, spool: string, name: st
   return { name, key: r.key, status: 'already-archived', sizeBytes: r.size, storedBytes: 0, sha256: r.sha256, crc32: r.crc32, via: 'spool-record' };
 }
 
-function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string | undefined): ArchiveRecord {
+function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string | undefined, file: string | undefined): ArchiveRecord {
   if (result.crc32 === undefined) throw new Error(`internal: no CRC-32 for ${result.name}`);
   return {
     format: 1,
@@ -188,6 +194,7 @@ function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string 
     destination: req.destination,
     boot: boot ?? null,
     archivedAt: req.now().toISOString(),
+    ...(file === undefined ? {} : { file }),
   };
 }
 

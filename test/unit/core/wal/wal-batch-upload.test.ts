@@ -10,7 +10,7 @@ import { LocalObjectStore } from '../../../../providers/local/object-store.ts';
 import type { ObjectStore } from '../../../../providers/object-store.ts';
 import { archiveOrder, archiveWal, selectBatch, type WalArchiveRequest } from '../../../../src/core/wal/wal-batch-upload.ts';
 import {
-  checkRecordLocally, decodeRecord, encodeRecord, readPostmasterBoot, recordPath, type ArchiveRecord,
+  checkRecordLocally, decodeRecord, encodeRecord, fileFingerprint, readPostmasterBoot, recordPath, type ArchiveRecord,
 } from '../../../../src/core/wal/archive-records.ts';
 import { restoreWal } from '../../../../src/core/wal/wal-restore.ts';
 import { CloudbarmanError } from '../../../../src/core/errors.ts';
@@ -108,6 +108,27 @@ describe('archiveWal', () => {
     const fifth = await archiveWal(request(seg(5)));
     assert.equal(fifth.via, 'upload');
     assert.deepEqual(fifth.batch, { files: 1, archived: 1, failed: 0 });
+  });
+
+  it('records a stat fingerprint for files settled long enough, and confirms with it', async () => {
+    await ready(seg(1), seg(2), seg(3));
+    // A clock ten seconds ahead: the files count as settled.
+    const ahead = (): Date => new Date(Date.now() + 10_000);
+    await archiveWal(request(seg(1), { now: ahead }));
+    const text = await readFile(join(spool(), `${seg(2)}.ok`), 'utf8');
+    const saved = decodeRecord(text, seg(2));
+    assert.match(saved?.file ?? '', /^\d+:\d+:\d+:\d+:\d+$/, 'the record holds the fingerprint');
+    await markDone(seg(1));
+    const r = await archiveWal(request(seg(2), { now: ahead }));
+    assert.equal(r.via, 'spool-record');
+    // With the default test clock (2026-01-01, before the files existed) no fingerprint is recorded.
+    await markDone(seg(2));
+    assert.equal((await archiveWal(request(seg(3), { now: ahead }))).via, 'spool-record');
+    await markDone(seg(3));
+    await ready(seg(4), seg(5));
+    assert.equal((await archiveWal(request(seg(4)))).via, 'upload');
+    const plain = decodeRecord(await readFile(join(spool(), `${seg(5)}.ok`), 'utf8'), seg(5));
+    assert.ok(plain !== undefined && plain.file === undefined, 'no fingerprint for a file changed just now');
   });
 
   it('takes timeline history files first, as PostgreSQL does, and at most batch size - 1 others', () => {
@@ -247,6 +268,25 @@ describe('archive records', () => {
     assert.deepEqual(await checkRecordLocally(d, record.name, join(dir, 'nope'), { destination: 'file:///x', boot: '1@2' }), { verdict: 'none' });
     await writeFile(recordPath(d, record.name), encodeRecord(record));
     assert.equal((await checkRecordLocally(d, record.name, join(dir, 'nope'), { destination: 'file:///x', boot: '1@2' })).verdict, 'invalid');
+  });
+
+  it('a stat fingerprint vouches for an unchanged file without its CRC-32; any change falls back to the CRC-32', async () => {
+    const d = join(dir, 'fingerprints');
+    await mkdir(d);
+    const wal = join(dir, record.name);
+    await writeFile(wal, Buffer.alloc(16, 7));
+    // A file changed in the last two seconds gets none (a change in the same timestamp tick could go unseen).
+    assert.equal(await fileFingerprint(wal, Date.now()), undefined);
+    const later = Date.now() + 10_000;
+    const file = await fileFingerprint(wal, later);
+    assert.match(file ?? '', /^\d+:\d+:16:\d+:\d+$/);
+    // The recorded CRC-32 is wrong on purpose: only the fingerprint can confirm this record.
+    await writeFile(recordPath(d, record.name), encodeRecord({ ...record, file: file ?? '' }));
+    assert.equal((await checkRecordLocally(d, record.name, wal, { destination: 'file:///x', boot: '1@2' })).verdict, 'confirmed');
+    // Rewritten (same size): mtime and ctime move, so the CRC-32 decides, and it does not match.
+    await writeFile(wal, Buffer.alloc(16, 8));
+    assert.equal((await checkRecordLocally(d, record.name, wal, { destination: 'file:///x', boot: '1@2' })).verdict, 'invalid');
+    assert.equal(decodeRecord(JSON.stringify({ ...record, file: 'not-a-fingerprint' }), record.name), undefined);
   });
 
   it('reads the postmaster identity from postmaster.pid', async () => {
