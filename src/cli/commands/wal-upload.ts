@@ -3,6 +3,7 @@ import type { Register } from '../program.ts';
 import type { Output } from '../output.ts';
 import { addConfigFlags } from '../config-flags.ts';
 import type { ObjectStore } from '../../../providers/object-store.ts';
+import type { ServerConfig } from '../../config/load.ts';
 
 export const registerWalUpload: Register = (program, run) => {
   addConfigFlags(program.command('wal-upload')
@@ -26,6 +27,7 @@ export const registerWalUpload: Register = (program, run) => {
  */
 export async function walUpload(output: Output, server: string, walPath: string, opts: Record<string, unknown>): Promise<void> {
   const [{ loadConfig, openStore }, { archiveWal }] = await Promise.all([import('../context.ts'), import('../../core/wal/wal-batch-upload.ts')]);
+  const readStart = Date.now();
   const cfg = await loadConfig(server, opts);
   // Opened on first use: a file an earlier batch archived is confirmed without the store.
   let store: Promise<ObjectStore> | undefined;
@@ -38,6 +40,7 @@ export async function walUpload(output: Output, server: string, walPath: string,
       batchSize: cfg.archiveBatchSize,
       parallel: cfg.archiveParallel,
       spoolDirectory: cfg.spoolDirectory,
+      configStatKey: await launcherConfigKey(cfg, readStart),
       getStore: () => (store ??= openStore(cfg, output.log)),
       log: output.log,
       now: () => new Date(),
@@ -46,4 +49,19 @@ export async function walUpload(output: Output, server: string, walPath: string,
   } finally {
     if (store !== undefined) await (await store.catch(() => undefined))?.close();
   }
+}
+
+/**
+ * The config file's stat key for records the launcher may confirm in sh (bin/cloudbarman), or
+ * undefined. The launcher cannot read the config, so it trusts a record only while the config file
+ * is the same, unchanged file. That stands for "the same settings" only when the file alone decided
+ * them: no option from the environment or a flag, and the file had not changed for 2 s when it was
+ * read (a change after that moves its ctime, so the launcher's stat differs).
+ */
+export async function launcherConfigKey(cfg: ServerConfig, readStart: number): Promise<string | undefined> {
+  if (cfg.configFile === undefined || cfg.spoolDirectory !== undefined) return undefined;
+  if (Object.values(cfg.origins).some((origin) => origin === 'env' || origin === 'flag')) return undefined;
+  const { settledStat, shellStatKey } = await import('../../core/wal/archive-records.ts');
+  const st = await settledStat(cfg.configFile, readStart).catch(() => undefined);
+  return st === undefined ? undefined : shellStatKey(st);
 }

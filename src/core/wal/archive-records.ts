@@ -8,6 +8,7 @@
  * postmaster last started (a crash, a restore of the data directory, a restart) is confirmed
  * against the store as well: the object must exist with the recorded SHA-256 and size.
  */
+import type { BigIntStats } from 'node:fs';
 import { readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ObjectStore } from '../../../providers/object-store.ts';
@@ -36,6 +37,12 @@ export interface ArchiveRecord {
    * without reading 16 MiB for the CRC-32. Absent: the CRC-32 is checked.
    */
   file?: string;
+  /**
+   * Present when the launcher may confirm the record in sh, without Node: see shellKey. Written only
+   * when nothing but an unchanged config file decided the call's settings (no environment or flag
+   * overrides) and the spool is in its default place, which is where the launcher looks.
+   */
+  sh?: string;
 }
 
 /**
@@ -45,9 +52,38 @@ export interface ArchiveRecord {
  * going unseen on file systems with coarse timestamps (git's "racy" rule).
  */
 export async function fileFingerprint(path: string, nowMs: number): Promise<string | undefined> {
+  const st = await settledStat(path, nowMs);
+  return st === undefined ? undefined : fingerprintOf(st);
+}
+
+/** The file's stat when it is a regular file whose last change is at least FINGERPRINT_SETTLED_MS before nowMs. */
+export async function settledStat(path: string, nowMs: number): Promise<BigIntStats | undefined> {
   const st = await stat(path, { bigint: true });
   if (!st.isFile() || nowMs - Number(st.ctimeMs) < FINGERPRINT_SETTLED_MS || nowMs - Number(st.mtimeMs) < FINGERPRINT_SETTLED_MS) return undefined;
+  return st;
+}
+
+/** The record's `file` fingerprint of a stat. */
+export function fingerprintOf(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/**
+ * The same identity as GNU stat prints it with `--printf '%d:%i:%s:%.9Y:%.9Z|'`: what the
+ * launcher (bin/cloudbarman) computes in sh for its confirmations without Node.
+ */
+export function shellStatKey(st: BigIntStats): string {
+  const ns = (t: bigint): string => `${t / 1_000_000_000n}.${String(t % 1_000_000_000n).padStart(9, '0')}`;
+  return `${st.dev}:${st.ino}:${st.size}:${ns(st.mtimeNs)}:${ns(st.ctimeNs)}|`;
+}
+
+/**
+ * The record's `sh` key: the postmaster identity, the WAL file's and the config file's
+ * shellStatKey. The launcher confirms a record without starting Node only when it computes the
+ * same string (see the launcher and docs/wal.md, "Confirmations without Node").
+ */
+export function shellKey(boot: string, walStatKey: string, configStatKey: string): string {
+  return `${boot}|${walStatKey}${configStatKey}`;
 }
 
 /** How old a file's last change must be for its fingerprint to be recorded. */
@@ -86,7 +122,8 @@ export function decodeRecord(text: string, name: string): ArchiveRecord | undefi
     typeof r['destination'] === 'string' &&
     (r['boot'] === null || typeof r['boot'] === 'string') &&
     typeof r['archivedAt'] === 'string' &&
-    (r['file'] === undefined || (typeof r['file'] === 'string' && /^\d+:\d+:\d+:\d+:\d+$/.test(r['file'])));
+    (r['file'] === undefined || (typeof r['file'] === 'string' && /^\d+:\d+:\d+:\d+:\d+$/.test(r['file']))) &&
+    (r['sh'] === undefined || (typeof r['sh'] === 'string' && /^[0-9@|:.-]+$/.test(r['sh'])));
   return ok ? (value as ArchiveRecord) : undefined;
 }
 
@@ -120,7 +157,7 @@ export async function checkRecordLocally(dir: string, name: string, walPath: str
   if (record.destination !== expect.destination) return { verdict: 'invalid', reason: `the record is for another destination (${record.destination})` };
   // The same file, unchanged since it was archived: its stat says so without reading it.
   const sameFile = record.file !== undefined && (await unlessMissing(stat(walPath, { bigint: true })).then((st) =>
-    st !== undefined && `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` === record.file));
+    st !== undefined && fingerprintOf(st) === record.file));
   if (!sameFile) {
     const local = await unlessMissing(crc32OfFile(walPath));
     if (local === undefined) return { verdict: 'invalid', reason: 'the WAL file is gone' };

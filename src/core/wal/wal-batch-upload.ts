@@ -18,8 +18,8 @@ import { CloudbarmanError } from '../errors.ts';
 import { forEachBounded } from '../restore/bounded-pool.ts';
 import type { Logger } from '../log.ts';
 import {
-  checkRecordLocally, confirmRecordInStore, fileFingerprint, listRecords, pruneRecords, readPostmasterBoot, removeRecord, writeRecord,
-  type ArchiveRecord,
+  checkRecordLocally, confirmRecordInStore, fingerprintOf, listRecords, pruneRecords, readPostmasterBoot, removeRecord, settledStat,
+  shellKey, shellStatKey, writeRecord, type ArchiveRecord,
 } from './archive-records.ts';
 import { archiveSpoolDir, ensureSpoolDir, errnoCode, spoolRoot, unlessMissing } from './spool-files.ts';
 import type { RangeHasher } from '../../io/part-workers.ts';
@@ -38,6 +38,12 @@ export interface WalArchiveRequest {
   parallel: number;
   /** spool_directory; undefined = cloudbarman_spool inside pg_wal. */
   spoolDirectory: string | undefined;
+  /**
+   * The config file's shellStatKey, when the launcher may confirm this call's records in sh: the
+   * caller read its settings from that file alone, and the file had not changed for 2 s before it
+   * was read. Undefined: records carry no `sh` key.
+   */
+  configStatKey?: string;
   /** Opens the store on first use: a call confirmed by its record never needs one. */
   getStore: () => Promise<ObjectStore>;
   log: Logger;
@@ -97,11 +103,15 @@ export async function archiveWal(req: WalArchiveRequest): Promise<WalArchiveResu
     outcomes = await runLimited([name, ...batch], req.parallel, async (file) => {
       const path = join(walDir, file);
       // Taken before the read and again after the upload: recorded only when the two agree.
-      const before = file === name ? undefined : await fileFingerprint(path, req.now().getTime()).catch(() => undefined);
+      const before = file === name ? undefined : await settledStat(path, req.now().getTime()).catch(() => undefined);
       const result = await uploadWal({ ...(await uploadRequest(req, path)), crc32: file !== name, ...(pool === undefined ? {} : { hashPool: pool }) });
       if (file !== name) {
-        const after = before === undefined ? undefined : await fileFingerprint(path, req.now().getTime()).catch(() => undefined);
-        await writeRecord(spool, recordOf(req, result, boot, before !== undefined && before === after ? before : undefined));
+        const after = before === undefined ? undefined : await settledStat(path, req.now().getTime()).catch(() => undefined);
+        const unchanged = before !== undefined && after !== undefined && fingerprintOf(before) === fingerprintOf(after) ? before : undefined;
+        // The launcher looks for records only in the default spool, and needs the postmaster identity.
+        const sh = unchanged !== undefined && boot !== undefined && req.configStatKey !== undefined && req.spoolDirectory === undefined
+          ? shellKey(boot, shellStatKey(unchanged), req.configStatKey) : undefined;
+        await writeRecord(spool, recordOf(req, result, boot, unchanged === undefined ? undefined : fingerprintOf(unchanged), sh));
       }
       return result;
     });
@@ -182,7 +192,7 @@ async function confirmFromRecord(req: WalArchiveRequest, spool: string, name: st
   return { name, key: r.key, status: 'already-archived', sizeBytes: r.size, storedBytes: 0, sha256: r.sha256, crc32: r.crc32, via: 'spool-record' };
 }
 
-function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string | undefined, file: string | undefined): ArchiveRecord {
+function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string | undefined, file: string | undefined, sh: string | undefined): ArchiveRecord {
   if (result.crc32 === undefined) throw new Error(`internal: no CRC-32 for ${result.name}`);
   return {
     format: 1,
@@ -195,6 +205,7 @@ function recordOf(req: WalArchiveRequest, result: WalUploadResult, boot: string 
     boot: boot ?? null,
     archivedAt: req.now().toISOString(),
     ...(file === undefined ? {} : { file }),
+    ...(sh === undefined ? {} : { sh }),
   };
 }
 
