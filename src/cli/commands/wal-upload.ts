@@ -59,7 +59,7 @@ export async function walUpload(output: Output, server: string, walPath: string,
  * read (a change after that moves its ctime, so the launcher's stat differs).
  */
 export async function launcherConfigKey(cfg: ServerConfig, readStart: number): Promise<string | undefined> {
-  if (cfg.configFile === undefined || cfg.spoolDirectory !== undefined) return undefined;
+  if (cfg.configFile === undefined) return undefined;
   if (Object.values(cfg.origins).some((origin) => origin === 'env' || origin === 'flag')) return undefined;
   const { settledStat, shellStatKey } = await import('../../core/wal/archive-records.ts');
   const st = await settledStat(cfg.configFile, readStart).catch(() => undefined);
